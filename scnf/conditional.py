@@ -37,7 +37,9 @@ class ConditionalDensity(nn.Module):
 class ConditionalGlow(ConditionalDensity):
     """Conditional Glow on flat z_f: ActNorm -> LU linear -> conditional affine coupling."""
 
-    def __init__(self, dim: int, num_classes: int, num_steps: int, hidden: int, num_layers: int = 2):
+    def __init__(
+        self, dim: int, num_classes: int, num_steps: int, hidden: int, num_layers: int = 2
+    ):
         super().__init__()
         self.dim, self.num_classes = dim, num_classes
         self.embedding = nn.Embedding(num_classes, num_classes)
@@ -81,7 +83,11 @@ class ClassGaussian(ConditionalDensity):
 
     def log_prob(self, z: Tensor, y: Tensor) -> Tensor:
         diff = (z - self.means[y]) * torch.exp(-self.log_scales[y])
-        return -0.5 * diff.pow(2).sum(-1) - self.log_scales[y].sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return (
+            -0.5 * diff.pow(2).sum(-1)
+            - self.log_scales[y].sum(-1)
+            - 0.5 * self.dim * math.log(2 * math.pi)
+        )
 
     def sample_latent_to_zf(self, u: Tensor, y: Tensor) -> Tensor:
         return self.means[y] + u * torch.exp(self.log_scales[y])

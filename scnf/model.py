@@ -36,7 +36,9 @@ class SCNF(nn.Module):
         self.head = head
         k = head.num_classes
         prior = torch.full((k,), 1.0 / k) if class_prior is None else torch.as_tensor(class_prior)
-        if prior.shape != (k,) or not torch.isclose(prior.sum(), torch.tensor(1.0, dtype=prior.dtype)):
+        if prior.shape != (k,) or not torch.isclose(
+            prior.sum(), torch.tensor(1.0, dtype=prior.dtype)
+        ):
             raise ValueError(f"class_prior must be {k} probabilities summing to 1, got {prior}")
         self.register_buffer("log_prior", prior.float().log())
         self.zf_dim = head.dim

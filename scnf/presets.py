@@ -1,13 +1,15 @@
 """``make_model(preset, **overrides)``: the SCNF variants the experiments use.
 
 | preset            | f_w                      | h_phi                 | classes | input     |
-|-------------------|--------------------------|-----------------------|---------|-----------|
+|-------------------|--------------------------|-----------------------|---------|-------------|
 | toy-glow-glow     | 2-D Glow                 | conditional 2-D Glow  | 2       | (B, 2)    |
 | toy-glow-gmm      | 2-D Glow                 | class Gaussian        | 2       | (B, 2)    |
 | toy-ffjord-glow   | 2-D FFJORD               | conditional 2-D Glow  | 2       | (B, 2)    |
 | toy-ffjord-gmm    | 2-D FFJORD               | class Gaussian        | 2       | (B, 2)    |
-| mnist-glow        | multi-scale image Glow   | conditional Glow      | 10      | (B,1,28,28) in [0,1] |
-| mnist-gmm         | multi-scale image Glow   | class Gaussian        | 10      | (B,1,28,28) in [0,1] |
+| mnist-glow        | multi-scale image Glow   | conditional Glow      | 10      | (B,1,28,28) |
+| mnist-gmm         | multi-scale image Glow   | class Gaussian        | 10      | (B,1,28,28) |
+
+MNIST inputs are dequantised pixels in [0, 1]; the logit transform is f_w's first layer.
 
 Defaults: the toy f_w are sized so that Glow and FFJORD have about the same
 number of parameters (as the paper asks); ``mnist-glow`` has about the authors'
@@ -94,7 +96,11 @@ def make_model(preset: str, **overrides: Any) -> SCNF:
 def _make_flow(family: str, kind: str, o: dict[str, Any]) -> Flow:
     if family == "mnist":
         return MultiScaleGlow(
-            tuple(o["input_shape"]), o["zf_dim"], o["steps_per_level"], o["hidden"], o["logit_alpha"]
+            tuple(o["input_shape"]),
+            o["zf_dim"],
+            o["steps_per_level"],
+            o["hidden"],
+            o["logit_alpha"],
         )
     if kind == "glow":
         return VectorGlow(2, o["flow_steps"], o["flow_hidden"])
@@ -113,4 +119,6 @@ def _make_flow(family: str, kind: str, o: dict[str, Any]) -> Flow:
 def _make_head(kind: str, dim: int, o: dict[str, Any]) -> ConditionalDensity:
     if kind == "gmm":
         return ClassGaussian(dim, o["num_classes"])
-    return ConditionalGlow(dim, o["num_classes"], o["head_steps"], o["head_hidden"], o["head_layers"])
+    return ConditionalGlow(
+        dim, o["num_classes"], o["head_steps"], o["head_hidden"], o["head_layers"]
+    )

@@ -90,7 +90,9 @@ def plan_levels(
     if plans is None:
         total = math.prod(input_shape)
         ok = [total // 2**k for k in range(8) if _try_plan(input_shape, total // 2**k, min_levels)]
-        raise ValueError(f"zf_dim={zf_dim} is not reachable for input {tuple(input_shape)}; choose one of {ok}")
+        raise ValueError(
+            f"zf_dim={zf_dim} is not reachable for input {tuple(input_shape)}; choose one of {ok}"
+        )
     return plans
 
 

@@ -46,7 +46,7 @@ class InvertibleLinear(Flow):
         return self.perm @ lower @ upper
 
     @staticmethod
-    def _apply(w: Tensor, x: Tensor) -> Tensor:
+    def _mix(w: Tensor, x: Tensor) -> Tensor:
         if x.dim() == 2:
             return x @ w.T
         if x.dim() == 4:
@@ -54,13 +54,13 @@ class InvertibleLinear(Flow):
         return torch.einsum("ij,bj...->bi...", w, x)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self._apply(self.weight(), x)
+        z = self._mix(self.weight(), x)
         logdet = (self.log_s.sum() * spatial_size(x)).expand(x.shape[0])
         return z, logdet
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # The inverse is rare (sampling, reconstructions): a plain matrix inverse is fine.
         w_inv = torch.linalg.inv(self.weight())
-        x = self._apply(w_inv, z)
+        x = self._mix(w_inv, z)
         logdet = (-self.log_s.sum() * spatial_size(z)).expand(z.shape[0])
         return x, logdet

@@ -1,0 +1,29 @@
+"""Shared fixtures: float64 by default where tests ask for it, deterministic seeds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+TINY_MNIST = dict(steps_per_level=1, hidden=8, head_steps=2, head_hidden=16)
+TINY_TOY = dict(flow_steps=2, flow_hidden=16, ffjord_hidden=16, head_steps=2, head_hidden=16)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+def perturb_(module: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
+    """Move every parameter off its (often zero / identity) initialisation."""
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn_like(p))
+    return module
+
+
+def tiny_model(preset: str, **kw):
+    import scnf
+
+    base = TINY_MNIST if preset.startswith("mnist") else TINY_TOY
+    return scnf.make_model(preset, **{**base, **kw})
