@@ -1,0 +1,5 @@
+import sys
+
+from scnf.cli import main
+
+sys.exit(main())

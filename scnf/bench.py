@@ -1,0 +1,177 @@
+"""Benchmark: training and evaluation throughput, and the semi-conditional cost ratio.
+
+``python -m scnf bench --preset mnist-glow --batch-size 256`` prints (and with
+``--json`` writes) figures measured in one process:
+
+* training throughput (images/s) of full steps: forward, objective of eq. (1)
+  on a labelled/unlabelled mix, backward, optimiser step; peak memory;
+* evaluation throughput of ``log_posterior``;
+* cost ratio time(log_marginal) / time(log_joint) on one batch, beside the same
+  ratio for a naive fully conditional model that must run f_w once per class;
+* FLOPs per image of a training step (torch's FLOP counter) and the FLOP/s reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from scnf.presets import PRESETS, make_model
+from scnf.train.config import TrainConfig
+from scnf.train.loop import configure_precision, resolve_device
+from scnf.train.objective import semi_supervised_objective
+from scnf.train.optim import make_optimizer
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="mnist-glow", choices=sorted(PRESETS))
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=20, help="timed training steps")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile, caches)")
+    p.add_argument("--labelled-fraction", type=float, default=1 / 3)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the training objective")
+    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="make_model overrides, e.g. hidden=64 steps_per_level=2")
+    p.add_argument("--skip-ratio", action="store_true", help="skip the cost-ratio measurement")
+    p.add_argument("--json", default=None, help="also write the figures to this JSON file")
+
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        out[key] = json.loads(value) if value[:1] in "[{0123456789-tfn" else value
+    return out
+
+
+def _timer(device: torch.device) -> Callable[[], float]:
+    def now() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    return now
+
+
+def _inputs(model, batch: int, device: torch.device) -> torch.Tensor:
+    if hasattr(model.flow, "input_shape"):
+        raw = torch.randint(0, 256, (batch, *model.flow.input_shape), device=device)
+        return (raw + torch.rand(raw.shape, device=device)) / 256.0
+    return torch.randn(batch, 2, device=device)
+
+
+def _time_calls(fn: Callable[[], Any], reps: int, now: Callable[[], float]) -> float:
+    fn()
+    t0 = now()
+    for _ in range(reps):
+        fn()
+    return (now() - t0) / reps
+
+
+def run_bench(args: argparse.Namespace) -> dict[str, Any]:
+    dev = resolve_device(args.device)
+    t = TrainConfig(precision=args.precision, compile=args.compile, batch_size=args.batch_size)
+    autocast = configure_precision(t, dev)
+    torch.manual_seed(0)
+    model = make_model(args.preset, **_parse_overrides(args.model)).to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    opt = make_optimizer(model, t)
+    x = _inputs(model, args.batch_size, dev)
+    n_lab = max(1, round(args.labelled_fraction * args.batch_size))
+    y = torch.randint(model.num_classes, (n_lab,), device=dev)
+    now = _timer(dev)
+
+    def objective(xb: torch.Tensor, yb: torch.Tensor):
+        with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
+            return semi_supervised_objective(model, xb, yb)
+
+    model.train()
+    objective(x, y)  # ActNorm data-dependent init, eagerly
+    fn = torch.compile(objective) if args.compile else objective
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        fn(x, y).loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = now()
+    for _ in range(args.steps):
+        step()
+    step_s = (now() - t0) / args.steps
+    peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        opt.zero_grad(set_to_none=True)
+        objective(x, y).loss.backward()
+    flops_per_image = counter.get_total_flops() / args.batch_size
+
+    model.eval()
+    reps = max(3, args.steps // 2)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
+        eval_s = _time_calls(lambda: model.log_posterior(x), reps, now)
+        result: dict[str, Any] = {}
+        if not args.skip_ratio:
+            yy = torch.randint(model.num_classes, (args.batch_size,), device=dev)
+            joint_s = _time_calls(lambda: model.log_joint(x, yy), reps, now)
+            marg_s = _time_calls(lambda: model.log_marginal(x), reps, now)
+            k = model.num_classes
+            ks = [torch.full_like(yy, c) for c in range(k)]
+
+            def naive() -> torch.Tensor:
+                # A fully conditional flow would need f_w(x, y) for every class: K passes.
+                return torch.logsumexp(torch.stack([model.log_joint(x, c) for c in ks], 1), 1)
+
+            naive_s = _time_calls(naive, reps, now)
+            result.update(
+                log_joint_ms=1e3 * joint_s,
+                log_marginal_ms=1e3 * marg_s,
+                naive_marginal_ms=1e3 * naive_s,
+                cost_ratio=marg_s / joint_s,
+                naive_cost_ratio=naive_s / joint_s,
+            )
+    result.update(
+        preset=args.preset,
+        model_overrides=_parse_overrides(args.model),
+        parameters=n_params,
+        batch_size=args.batch_size,
+        labelled_per_batch=n_lab,
+        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
+        or platform.machine(),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        precision=args.precision,
+        compile=args.compile,
+        train_step_ms=1e3 * step_s,
+        train_images_per_s=args.batch_size / step_s,
+        peak_memory_gib=peak,
+        eval_images_per_s=args.batch_size / eval_s,
+        train_gflop_per_image=flops_per_image / 1e9,
+        achieved_tflop_per_s=flops_per_image * args.batch_size / step_s / 1e12,
+    )
+    return result
+
+
+def main(args: argparse.Namespace) -> None:
+    result = run_bench(args)
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        print(f"{key:<{width}}  {text}")
+    if args.json:
+        from scnf.provenance import collect, write_json
+
+        write_json(args.json, {**result, "provenance": collect(vars(args))})

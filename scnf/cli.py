@@ -1,0 +1,127 @@
+"""Command line: ``python -m scnf {splits,train,evaluate,reconstruct,toy-plot,bench}``.
+
+Every sub-command reads files and writes files; the Snakemake workflow calls
+these and nothing else. Run ``python -m scnf <command> --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _splits(args: argparse.Namespace) -> None:
+    from scnf.data import load_mnist, make_label_split, make_toy, save_split
+
+    if args.dataset == "mnist":
+        _, labels = load_mnist(args.data_dir, train=True, download=args.download)
+        per_class = args.per_class or 10
+    else:
+        _, labels = make_toy(args.dataset, "train")
+        per_class = args.per_class or 5
+    idx = make_label_split(labels, per_class, args.seed)
+    save_split(args.out, idx, labels, args.seed, args.dataset)
+    print(f"wrote {args.out}: {len(idx)} labelled of {len(labels)}")
+
+
+def _train(args: argparse.Namespace) -> None:
+    from scnf.train.config import load_run_config
+    from scnf.train.loop import train
+
+    cfg = load_run_config(args.config)
+    if args.no_progress:
+        cfg.train.progress = False
+    result = train(cfg, args.out, device=args.device)
+    print(
+        f"done: test error {result['test_error']:.2f}%, test NLL {result['test_nll']:.4f} nats"
+        + (f", {result['test_bpd']:.4f} bits/dim" if result["test_bpd"] is not None else "")
+        + f", {result['train_wall_s']:.1f} s"
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from scnf.evaluate import evaluate_run
+    from scnf.provenance import write_json
+
+    metrics = evaluate_run(args.run, args.device)
+    write_json(args.out, metrics)
+    print({k: metrics[k] for k in ("test_error", "train_error", "test_nll", "test_bpd")})
+
+
+def _reconstruct(args: argparse.Namespace) -> None:
+    from scnf.reconstruct import reconstruct_run
+
+    reconstruct_run(args.run, args.out, args.num_images, args.device)
+    print(f"wrote {args.out}")
+
+
+def _toy_plot(args: argparse.Namespace) -> None:
+    from scnf.reconstruct import toy_plot_run
+
+    toy_plot_run(args.run, args.out)
+    print(f"wrote {args.out}")
+
+
+def _bench(args: argparse.Namespace) -> None:
+    from scnf.bench import main as bench_main
+
+    bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scnf", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("splits", help="draw and save a label split (indices of labelled objects)")
+    s.add_argument("--dataset", required=True, choices=["moons", "circles", "mnist"])
+    s.add_argument("--seed", type=int, required=True, help="split seed (one split per seed)")
+    s.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    s.add_argument("--per-class", type=int, default=None,
+                   help="labelled objects per class (default: 10 for MNIST, 5 for the toy sets)")
+    s.add_argument("--data-dir", default="../shared/data", help="MNIST root holding MNIST/raw")
+    s.add_argument("--download", action="store_true", help="download MNIST if missing")
+    s.set_defaults(func=_splits)
+
+    s = sub.add_parser("train", help="train one run from a run config (resumes if interrupted)")
+    s.add_argument("--config", type=Path, required=True, help="run config YAML (see README)")
+    s.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                   help="overrides train.device of the config")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=_train)
+
+    s = sub.add_parser("evaluate", help="test error, train error, NLL and bits/dim of a run")
+    s.add_argument("--run", type=Path, required=True, help="finished run directory")
+    s.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("reconstruct", help="Fig. 2: decode test images from z_f with z_aux = 0")
+    s.add_argument("--run", type=Path, required=True, help="finished MNIST run directory")
+    s.add_argument("--out", type=Path, required=True, help=".npz to write")
+    s.add_argument("--num-images", type=int, default=10, help="test images to reconstruct")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.set_defaults(func=_reconstruct)
+
+    s = sub.add_parser("toy-plot", help="learned density and decision regions of a toy run")
+    s.add_argument("--run", type=Path, required=True, help="finished toy run directory")
+    s.add_argument("--out", type=Path, required=True, help="PNG to write")
+    s.set_defaults(func=_toy_plot)
+
+    s = sub.add_parser("bench", help="training / evaluation throughput and cost ratios")
+    from scnf.bench import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"scnf {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0

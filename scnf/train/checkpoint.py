@@ -1,0 +1,56 @@
+"""Atomic checkpoints and loading a trained run back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scnf.model import SCNF
+from scnf.presets import make_model
+from scnf.train.config import RunConfig, load_run_config
+
+CHECKPOINT = "checkpoint.pt"  # resumable training state, rewritten every `checkpoint_every` steps
+FINAL_MODEL = "model.pt"  # final weights
+RUN_CONFIG = "config.yaml"  # the resolved run config, copied into the run directory
+TRAIN_LOG = "train_log.jsonl"  # one JSON line per epoch
+TRAIN_METRICS = "train_metrics.json"  # written last: its presence marks a finished run
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file, fsync, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return torch.load(path, map_location=device, weights_only=False)
+
+
+def build_model(cfg: RunConfig, class_prior: list[float] | None = None) -> SCNF:
+    overrides = dict(cfg.model)
+    if class_prior is not None and "class_prior" not in overrides:
+        overrides["class_prior"] = class_prior
+    return make_model(cfg.preset, **overrides)
+
+
+def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SCNF, RunConfig]:
+    """The final model of a finished run (in eval mode) and its run config."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir / RUN_CONFIG)
+    weights = run_dir / FINAL_MODEL
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: has `scnf train --out {run_dir}` finished?")
+    model = build_model(cfg)
+    model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    return model.to(device).eval(), cfg

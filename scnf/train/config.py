@@ -1,0 +1,176 @@
+"""The run configuration: one training job, read from YAML and validated strictly.
+
+Every key has a default that follows the authors' MNIST configuration
+(``../shared/reference/original-code.md``: Adamax, lr 1e-3, weight decay 1e-5,
+linear decay over 500 epochs, batch 256, one third labelled). Unknown keys and
+wrong types are refused with a message naming the key, before any data is
+loaded or any model is built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from scnf.presets import PRESETS, preset_options
+
+
+class ConfigError(ValueError):
+    """A run configuration is invalid; the message names the offending key."""
+
+
+@dataclass
+class DataConfig:
+    dir: str = "../shared/data"  # MNIST root holding MNIST/raw (ignored for the toy sets)
+    download: bool = False  # download through torchvision when files are missing
+    num_train: int | None = None  # use only the first N training images (labelled ones kept)
+    num_test: int | None = None  # evaluate on the first N test images
+
+
+@dataclass
+class TrainConfig:
+    mode: Literal["sgd", "em-sgd"] = "sgd"
+    clf_weight: float = 0.0  # weight of L_clf, the cross-entropy of p(y|x) on labelled objects
+    batch_size: int = 256
+    labelled_fraction: float = 1 / 3  # share of labelled objects in each batch
+    epochs: int = 500  # one epoch = len(training set) draws
+    max_steps: int | None = None  # optional cap on optimiser steps
+    optimizer: Literal["adamax", "adam", "adamw"] = "adamax"
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1e-5
+    schedule: Literal["linear", "cosine", "constant"] = "linear"
+    warmup_steps: int = 0
+    grad_clip: float | None = None
+    checkpoint_every: int = 500  # optimiser steps
+    eval_every: int = 1  # epochs between test evaluations in the log (0 = only at the end)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # bf16: autocast of the conditioner nets
+    compile: bool = False  # torch.compile the training step (CUDA)
+    progress: bool = True  # show a progress bar
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 512
+
+
+@dataclass
+class RunConfig:
+    dataset: Literal["moons", "circles", "mnist"]
+    preset: str
+    split: str  # label split file written by `scnf splits`
+    seed: int = 0
+    model: dict[str, Any] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"preset: unknown {self.preset!r}; choose one of {sorted(PRESETS)}")
+        family = PRESETS[self.preset][0]
+        if (family == "mnist") != (self.dataset == "mnist"):
+            raise ConfigError(f"preset {self.preset!r} does not fit dataset {self.dataset!r}")
+        unknown = sorted(set(self.model) - set(preset_options(self.preset)))
+        if unknown:
+            raise ConfigError(
+                f"model: unknown key(s) {unknown} for preset {self.preset!r}; "
+                f"allowed: {sorted(preset_options(self.preset))}"
+            )
+        t = self.train
+        if not 0.0 < t.labelled_fraction < 1.0:
+            raise ConfigError("train.labelled_fraction must be in (0, 1)")
+        for key in ("batch_size", "epochs", "checkpoint_every"):
+            if getattr(t, key) < 1:
+                raise ConfigError(f"train.{key} must be >= 1")
+        if t.lr <= 0:
+            raise ConfigError("train.lr must be > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check(value: Any, tp: Any, key: str) -> Any:
+    """Validate (and lightly coerce int -> float) ``value`` against type ``tp``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return _from_dict(tp, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for opt in options:
+            if opt is type(None):
+                continue
+            try:
+                return _check(value, opt, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key}: {value!r} is not of type {tp}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__}")
+        (item,) = typing.get_args(tp)
+        return [_check(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any:
+        return value
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}")
+    kwargs = {k: _check(v, hints[k], prefix + k) for k, v in raw.items()}
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"missing required key(s) {[prefix + k for k in missing]}")
+    return cls(**kwargs)
+
+
+def run_config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError("a run config must be a mapping")
+    return _from_dict(RunConfig, raw)
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"run config {path} does not exist")
+    with open(path) as fh:
+        raw = yaml.safe_load(fh)
+    try:
+        return run_config_from_dict(raw)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None

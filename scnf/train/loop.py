@@ -1,0 +1,235 @@
+"""The training loop: mixed labelled/unlabelled batches, checkpoints, resume, logs.
+
+``train(cfg, out_dir)`` is idempotent: if ``out_dir`` holds a checkpoint of the
+same config, training resumes from it (model, optimiser, schedule, sampler RNG,
+epoch accumulators) and ends with the same parameters as an uninterrupted run.
+A non-finite loss stops the run before anything is saved, so the last
+checkpoint stays the last good one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from tqdm import tqdm
+
+from scnf.evaluate import evaluate_model, run_summary
+from scnf.train.batches import BatchSampler, load_data
+from scnf.train.checkpoint import (
+    CHECKPOINT,
+    FINAL_MODEL,
+    RUN_CONFIG,
+    TRAIN_LOG,
+    TRAIN_METRICS,
+    atomic_save,
+    build_model,
+    load_checkpoint,
+)
+from scnf.train.config import RunConfig, TrainConfig, load_run_config
+from scnf.train.objective import semi_supervised_objective
+from scnf.train.optim import make_optimizer, make_scheduler
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the last checkpoint is kept."""
+
+
+class _Interrupt(RuntimeError):
+    """Raised by the test hook ``stop_after_step`` to simulate a killed job."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
+    return torch.device(device)
+
+
+def configure_precision(t: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """TF32 switches and the autocast dtype (bf16 only reaches the conditioner networks)."""
+    if device.type == "cuda":
+        allow = t.precision in ("tf32", "bf16")
+        torch.backends.cuda.matmul.allow_tf32 = allow
+        torch.backends.cudnn.allow_tf32 = allow
+    return torch.bfloat16 if t.precision == "bf16" else None
+
+
+def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_path = out_dir / RUN_CONFIG
+    if cfg_path.is_file() and (out_dir / CHECKPOINT).is_file():
+        previous = load_run_config(cfg_path).to_dict()
+        if previous != cfg.to_dict():
+            raise RuntimeError(
+                f"{out_dir} holds a checkpoint of a different config ({cfg_path}); "
+                "use a new output directory or delete the old run to restart"
+            )
+    cfg_path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def train(
+    cfg: RunConfig,
+    out_dir: str | Path,
+    device: str | None = None,
+    stop_after_step: int | None = None,
+) -> dict[str, Any]:
+    """Train the run described by ``cfg`` into ``out_dir``; return the final metrics."""
+    from scnf.provenance import collect, write_json
+
+    t = cfg.train
+    out_dir = Path(out_dir)
+    _prepare_out_dir(cfg, out_dir)
+    dev = resolve_device(device or t.device)
+    autocast_dtype = configure_precision(t, dev)
+    data = load_data(cfg, dev)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg).to(dev)
+    sampler = BatchSampler(data, t.batch_size, t.labelled_fraction, seed=cfg.seed + 1)
+    steps_per_epoch = sampler.steps_per_epoch
+    total_steps = t.epochs * steps_per_epoch
+    if t.max_steps is not None:
+        total_steps = min(total_steps, t.max_steps)
+    optimizer = make_optimizer(model, t)
+    scheduler = make_scheduler(optimizer, t, total_steps)
+
+    state = load_checkpoint(out_dir / CHECKPOINT, dev)
+    step, log, acc, elapsed = 0, [], _zero_acc(dev), 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.generator.set_state(state["sampler_rng"].cpu())
+        step, log, acc, elapsed = state["step"], state["log"], state["acc"], state["elapsed"]
+        _write_log(out_dir, log)
+        print(f"resuming {out_dir} from step {step}/{total_steps}", file=sys.stderr)
+
+    def objective(x: torch.Tensor, y: torch.Tensor):
+        with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            return semi_supervised_objective(model, x, y, t.mode, t.clf_weight)
+
+    step_fn = objective
+
+    model.train()
+    bar = tqdm(
+        total=total_steps, initial=step, disable=not t.progress, mininterval=1.0,
+        file=sys.stderr, dynamic_ncols=True, desc=cfg.name or cfg.preset,
+    )
+    epoch_start, start = time.perf_counter(), time.perf_counter() - elapsed
+    while step < total_steps:
+        if t.compile and step >= 1 and step_fn is objective:
+            step_fn = torch.compile(objective)  # after the eager step that initialised ActNorm
+        x, y = sampler.sample()
+        terms = step_fn(x, y)
+        optimizer.zero_grad(set_to_none=True)
+        terms.loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        acc["nll"] += terms.nll
+        acc["clf"] += terms.clf
+        acc["correct"] += terms.correct
+        acc["labelled"] += terms.n_lab
+        acc["steps"] += 1
+        bar.update(1)
+        end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
+        if end_of_epoch or step % t.checkpoint_every == 0:
+            _check_finite(acc, step, out_dir)
+        if end_of_epoch:
+            epoch = math.ceil(step / steps_per_epoch)
+            entry = _epoch_entry(epoch, step, acc, optimizer, time.perf_counter() - epoch_start,
+                                 t.batch_size)
+            if t.eval_every and epoch % t.eval_every == 0 and step < total_steps:
+                entry.update({f"test_{k}": v for k, v in _quick_eval(model, data, cfg).items()})
+            log.append(entry)
+            _append_log(out_dir, entry)
+            bar.set_postfix(nll=f"{entry['train_nll']:.3f}", acc=f"{entry['train_acc']:.2f}",
+                            ips=f"{entry['images_per_s']:.0f}")
+            acc, epoch_start = _zero_acc(dev), time.perf_counter()
+        if step % t.checkpoint_every == 0 or step == total_steps:
+            atomic_save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "sampler_rng": sampler.generator.get_state(),
+                    "step": step,
+                    "log": log,
+                    "acc": acc,
+                    "elapsed": time.perf_counter() - start,
+                },
+                out_dir / CHECKPOINT,
+            )
+        if stop_after_step is not None and step >= stop_after_step:
+            raise _Interrupt(f"stopped after step {step} (test hook)")
+    bar.close()
+
+    wall = time.perf_counter() - start
+    atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
+    metrics = evaluate_model(model, data, cfg.eval.batch_size)
+    result = {
+        "run": run_summary(cfg),
+        "steps": step,
+        "epochs": step / steps_per_epoch,
+        "train_wall_s": wall,
+        "final_train_nll": log[-1]["train_nll"] if log else None,
+        **metrics,
+        "provenance": collect(cfg.to_dict(), wall),
+    }
+    write_json(out_dir / TRAIN_METRICS, result)
+    return result
+
+
+def _zero_acc(dev: torch.device) -> dict[str, Any]:
+    z = torch.zeros((), device=dev)
+    return {"nll": z.clone(), "clf": z.clone(), "correct": z.clone().long(), "labelled": 0,
+            "steps": 0}
+
+
+def _check_finite(acc: dict[str, Any], step: int, out_dir: Path) -> None:
+    if not torch.isfinite(acc["nll"]):  # one host sync per epoch / checkpoint, not per step
+        raise NonFiniteLossError(
+            f"non-finite training loss by step {step}; stopping without saving. The last good "
+            f"checkpoint is {out_dir / CHECKPOINT} (if any). Lower train.lr, add "
+            "train.warmup_steps or set train.grad_clip."
+        )
+
+
+def _epoch_entry(epoch: int, step: int, acc: dict[str, Any], optimizer, seconds: float,
+                 batch_size: int) -> dict[str, Any]:
+    n = max(acc["steps"], 1)
+    return {
+        "epoch": epoch,
+        "step": step,
+        "lr": optimizer.param_groups[0]["lr"],
+        "train_nll": acc["nll"].item() / n,
+        "train_clf": acc["clf"].item() / n,
+        "train_acc": acc["correct"].item() / max(acc["labelled"], 1),
+        "images_per_s": acc["steps"] * batch_size / max(seconds, 1e-9),
+        "seconds": seconds,
+    }
+
+
+def _quick_eval(model, data, cfg: RunConfig) -> dict[str, Any]:
+    m = evaluate_model(model, data, cfg.eval.batch_size)
+    return {"error": m["test_error"], "nll": m["test_nll"], "bpd": m["test_bpd"]}
+
+
+def _append_log(out_dir: Path, entry: dict[str, Any]) -> None:
+    with open(out_dir / TRAIN_LOG, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def _write_log(out_dir: Path, log: list[dict[str, Any]]) -> None:
+    """Rewrite the log from the checkpoint, dropping epochs logged after it (they will rerun)."""
+    (out_dir / TRAIN_LOG).write_text("".join(json.dumps(e) + "\n" for e in log))
