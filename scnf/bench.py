@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the training objective")
+    p.add_argument("--compile-mode", default="default",
+                   choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
     p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
                    help="make_model overrides, e.g. hidden=64 steps_per_level=2")
     p.add_argument("--skip-ratio", action="store_true", help="skip the cost-ratio measurement")
@@ -95,9 +97,12 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     model.train()
     objective(x, y)  # ActNorm data-dependent init, eagerly
-    fn = torch.compile(objective) if args.compile else objective
+    fn = torch.compile(objective, mode=args.compile_mode) if args.compile else objective
+    graphs = args.compile and args.compile_mode == "reduce-overhead"
 
     def step() -> None:
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         opt.zero_grad(set_to_none=True)
         fn(x, y).loss.backward()
         opt.step()
@@ -155,6 +160,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         threads=torch.get_num_threads(),
         precision=args.precision,
         compile=args.compile,
+        compile_mode=args.compile_mode if args.compile else None,
         train_step_ms=1e3 * step_s,
         train_images_per_s=args.batch_size / step_s,
         peak_memory_gib=peak,

@@ -52,7 +52,8 @@ class TrainConfig:
     eval_every: int = 1  # epochs between test evaluations in the log (0 = only at the end)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # bf16: autocast of the conditioner nets
-    compile: bool = False  # torch.compile the training step (CUDA)
+    compile: bool = False  # torch.compile the training objective (forward + backward graph)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
     progress: bool = True  # show a progress bar
 
 

@@ -126,8 +126,11 @@ def train(
     epoch_start, start = time.perf_counter(), time.perf_counter() - elapsed
     while step < total_steps:
         if t.compile and step >= 1 and step_fn is objective:
-            step_fn = torch.compile(objective)  # after the eager step that initialised ActNorm
+            # After the eager step that initialised ActNorm (a data-dependent branch).
+            step_fn = torch.compile(objective, mode=t.compile_mode)
         x, y = sampler.sample()
+        if step_fn is not objective and t.compile_mode == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()
         terms = step_fn(x, y)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
