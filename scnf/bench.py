@@ -158,7 +158,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         or platform.machine(),
         torch=torch.__version__,
         threads=torch.get_num_threads(),
-        precision=args.precision,
+        precision=args.precision if dev.type == "cuda" else "fp32 (CPU: no autocast)",
         compile=args.compile,
         compile_mode=args.compile_mode if args.compile else None,
         train_step_ms=1e3 * step_s,

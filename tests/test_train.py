@@ -192,3 +192,14 @@ def test_learning_happens_on_moons(tmp_path: Path, moons_split: Path) -> None:
     result = train(run_config_from_dict(raw), tmp_path)
     assert result["test_error"] < 5.0, result
     assert result["test_nll"] < 2.0
+
+
+def test_changed_config_sets_old_run_aside(tmp_path: Path, moons_split: Path) -> None:
+    cfg = run_config_from_dict(_cfg(moons_split, epochs=1))
+    with pytest.raises(loop_mod._Interrupt):
+        train(cfg, tmp_path, stop_after_step=4)
+    changed = run_config_from_dict(_cfg(moons_split, epochs=1, lr=1e-4))
+    train(changed, tmp_path)
+    (aside,) = tmp_path.glob("superseded-*")
+    assert (aside / "checkpoint.pt").is_file() and (aside / "config.yaml").is_file()
+    assert (tmp_path / "train_metrics.json").is_file()

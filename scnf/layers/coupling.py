@@ -53,7 +53,9 @@ class AffineCoupling(Flow):
         self.net = net
 
     def _scale_shift(self, x_cond: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        h = self.net(x_cond, context)
+        # The conditioner may run in bf16 under autocast; the affine map and its log-det are
+        # computed in the data's precision, so the flow stays exactly invertible.
+        h = self.net(x_cond, context).to(x_cond.dtype)
         s, t = h.chunk(2, dim=1)
         return s + 2.0, t
 

@@ -54,13 +54,16 @@ class InvertibleLinear(Flow):
         return torch.einsum("ij,bj...->bi...", w, x)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        z = self._mix(self.weight(), x)
+        # Never autocast to bf16: log|det W| = sum(log|s|) is exact only for the map actually
+        # applied to the data, so W and W x stay in the data's precision.
+        with torch.autocast(x.device.type, enabled=False):
+            z = self._mix(self.weight().to(x.dtype), x)
         logdet = (self.log_s.sum() * spatial_size(x)).expand(x.shape[0])
         return z, logdet
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # The inverse is rare (sampling, reconstructions): a plain matrix inverse is fine.
-        w_inv = torch.linalg.inv(self.weight())
-        x = self._mix(w_inv, z)
+        with torch.autocast(z.device.type, enabled=False):
+            x = self._mix(torch.linalg.inv(self.weight()).to(z.dtype), z)
         logdet = (-self.log_s.sum() * spatial_size(z)).expand(z.shape[0])
         return x, logdet

@@ -54,24 +54,40 @@ def resolve_device(device: str) -> torch.device:
 
 
 def configure_precision(t: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """TF32 switches and the autocast dtype (bf16 only reaches the conditioner networks)."""
-    if device.type == "cuda":
-        allow = t.precision in ("tf32", "bf16")
-        torch.backends.cuda.matmul.allow_tf32 = allow
-        torch.backends.cudnn.allow_tf32 = allow
+    """TF32 switches and the autocast dtype (bf16 only reaches the conditioner networks).
+
+    The fast path is for CUDA; on a CPU training is always float32 (bf16 is slow on most
+    CPUs), so one config runs anywhere.
+    """
+    if device.type != "cuda":
+        return None
+    allow = t.precision in ("tf32", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = allow
+    torch.backends.cudnn.allow_tf32 = allow
     return torch.bfloat16 if t.precision == "bf16" else None
 
 
 def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
+    """Create ``out_dir``; a checkpoint of a *different* config is set aside, not resumed.
+
+    Nothing is deleted: the stale checkpoint, config and log move to
+    ``out_dir/superseded-<UTC time>/`` and training starts afresh.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / RUN_CONFIG
-    if cfg_path.is_file() and (out_dir / CHECKPOINT).is_file():
-        previous = load_run_config(cfg_path).to_dict()
-        if previous != cfg.to_dict():
-            raise RuntimeError(
-                f"{out_dir} holds a checkpoint of a different config ({cfg_path}); "
-                "use a new output directory or delete the old run to restart"
-            )
+    if (out_dir / CHECKPOINT).is_file():
+        try:
+            same = load_run_config(cfg_path).to_dict() == cfg.to_dict()
+        except (ValueError, OSError):
+            same = False
+        if not same:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            aside = out_dir / f"superseded-{stamp}"
+            aside.mkdir()
+            for name in (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, TRAIN_METRICS):
+                if (out_dir / name).exists():
+                    (out_dir / name).rename(aside / name)
+            print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
     cfg_path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
@@ -89,6 +105,7 @@ def train(
     _prepare_out_dir(cfg, out_dir)
     dev = resolve_device(device or t.device)
     autocast_dtype = configure_precision(t, dev)
+    use_compile = t.compile and dev.type == "cuda"
     data = load_data(cfg, dev)
 
     torch.manual_seed(cfg.seed)
@@ -125,7 +142,7 @@ def train(
     )
     epoch_start, start = time.perf_counter(), time.perf_counter() - elapsed
     while step < total_steps:
-        if t.compile and step >= 1 and step_fn is objective:
+        if use_compile and step >= 1 and step_fn is objective:
             # After the eager step that initialised ActNorm (a data-dependent branch).
             step_fn = torch.compile(objective, mode=t.compile_mode)
         x, y = sampler.sample()

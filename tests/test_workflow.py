@@ -1,0 +1,373 @@
+"""The Snakemake workflow: lint, dry-run job counts, config validation, grid, environments.
+
+Nothing here runs a training job: the dry runs plan the DAG only (the CLI is needed at execution
+time). The end-to-end run of the smoke configuration is tests/test_smoke_dag.py.
+"""
+
+import importlib.util
+import re
+import subprocess
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = {"paper": ROOT / "config/config.yaml", "quick": ROOT / "config/quick.yaml",
+           "smoke": ROOT / "config/smoke.yaml"}  # fmt: skip
+
+
+def _load_script(name: str) -> ModuleType:
+    """Import ``workflow/scripts/<name>.py`` under a private module name."""
+    path = ROOT / "workflow" / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_wf_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+grid = _load_script("experiment_grid")
+
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+BAD_OVERLAY = "toy:\n  trian: {lr: 1.0}\n"
+
+
+def _snakemake(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter's Snakemake on the repository's Snakefile."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Every Snakemake invocation of this module, run concurrently.
+
+    Each start of the CLI costs seconds (plugin discovery; where the SLURM client is installed
+    but no controller answers, the SLURM plugin's `scontrol` probe alone waits about 9 s), so
+    the invocations run side by side and the tests only read their output.
+    """
+    tmp = tmp_path_factory.mktemp("wf")
+    (tmp / "bad.yaml").write_text(BAD_OVERLAY)
+    profile = ROOT / "workflow" / "profiles" / "default"
+    calls: dict[str, tuple[Any, ...]] = {
+        "lint": ("--lint",),
+        # Default (verbose) dry run: it also prints every job's resources.
+        "paper": ("-n", "--configfile", CONFIGS["paper"], "--workflow-profile", profile),
+        "quick": ("-n", "--quiet", "rules", "--configfile", CONFIGS["quick"]),
+        # In an empty directory with a renamed output folder, as tests/test_smoke_dag.py runs it.
+        "smoke": ("-n", "--configfile", CONFIGS["smoke"],
+                  "--directory", tmp, "--config", "name=elsewhere"),
+        "bad": ("-n", "--configfile", tmp / "bad.yaml"),
+    }  # fmt: skip
+    with ThreadPoolExecutor(len(calls)) as pool:
+        futures = {k: pool.submit(_snakemake, *args) for k, args in calls.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The `Job stats` table of a dry run as {rule: count} (total under 'total')."""
+    match = re.search(r"Job stats:\njob\s+count\n[-\s]+\n(.*?)\n\n", output, re.S)
+    assert match, output[-3000:]
+    counts = {}
+    for line in match.group(1).splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    return counts
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load(CONFIGS[name].read_text())
+
+
+# --- Snakemake itself: lint and dry runs -----------------------------------------------------
+
+
+def test_lint_is_clean(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = runs["lint"]
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "Lints for" not in out, out
+    assert "Congratulations" in out
+
+
+# Paper grid: Table 1 2 datasets x 2 f x 2 h; Table 2 six rows; Table 3 five z_f sizes of which
+# 196 is Table 2's glow/sgd/no-clf row, so it adds 4. Per seed: 8 + 6 + 4 = 18 runs.
+PAPER_RUNS = (8 + 6 + 4) * 3
+PAPER_COUNTS = {
+    "splits": 3 * 3,  # (moons, circles, mnist) x seeds
+    "run_config": PAPER_RUNS,
+    "train": PAPER_RUNS,
+    "evaluate": PAPER_RUNS,
+    "reconstruct": 5,  # one per Table 3 z_f size, first seed
+    "toy_plots": 8,  # every Table 1 grid point, first seed
+    "table": 3,
+    "fig2": 1,
+    "report": 1,
+    "all": 1,
+}
+
+
+def test_paper_dag_job_counts(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = runs["paper"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    counts = job_counts(proc.stdout)
+    assert PAPER_RUNS == 54
+    assert counts.pop("total") == sum(PAPER_COUNTS.values()) == 190
+    assert counts == PAPER_COUNTS
+
+
+def test_train_resources_follow_the_config(
+    runs: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
+    """MNIST training jobs ask for the GPU that the paper config gives them, toy jobs for none."""
+    blocks = [b.split("\n\n")[0] for b in runs["paper"].stdout.split("rule train:")[1:]]
+    assert len(blocks) == PAPER_RUNS
+    for block in blocks:
+        gpu = 1 if "dataset=mnist" in block else 0
+        assert f"gpu={gpu}," in block, block
+        assert ("runtime=1440" in block) == (gpu == 1), block
+
+
+def test_quick_is_the_same_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = runs["quick"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    counts = job_counts(proc.stdout)
+    counts.pop("total")
+    assert counts == PAPER_COUNTS
+
+
+def test_smoke_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """One seed and Table 3 sizes 49 and 196 (shared); outputs under the overriding name."""
+    proc = runs["smoke"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    runs_ = 8 + 6 + 1
+    assert job_counts(proc.stdout) == {
+        "splits": 3, "run_config": runs_, "train": runs_, "evaluate": runs_, "reconstruct": 2,
+        "toy_plots": 8, "table": 3, "fig2": 1, "report": 1, "all": 1,
+        "total": 3 + 3 * runs_ + 2 + 8 + 3 + 1 + 1 + 1,
+    }  # fmt: skip
+    assert "results/elsewhere/REPORT.md" in proc.stdout
+    assert "results/smoke/" not in proc.stdout
+
+
+# --- Config validation ------------------------------------------------------------------------
+
+
+def test_snakemake_refuses_a_bad_key(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    proc = runs["bad"]  # the overlay is merged on top of config/config.yaml
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "Error validating config file" in out, out[-2000:]
+    assert "'trian' was unexpected" in out, out[-2000:]
+    assert "Job stats" not in out
+
+
+def _validate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Validate as the Snakefile does (snakemake.utils.validate, filling in defaults)."""
+    from snakemake.utils import validate
+
+    validate(cfg, str(SCHEMA))
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_shipped_configs_validate(name: str) -> None:
+    cfg = _validate(load(name))
+    assert cfg["name"] == name
+
+
+def test_schema_fills_defaults() -> None:
+    cfg = load("smoke")
+    for key in ("resources", "eval", "fig2", "data_dir", "download", "device"):
+        del cfg[key]
+    del cfg["toy"]["mode"], cfg["mnist"]["model"]
+    cfg = _validate(cfg)
+    assert cfg["resources"]["train"]["mnist"] == {
+        "threads": 1, "mem_mb": 2000, "runtime": 30, "gpu": 0}  # fmt: skip
+    assert cfg["eval"] == {"batch_size": 512} and cfg["fig2"] == {"num_images": 10}
+    assert (cfg["data_dir"], cfg["download"], cfg["device"]) == ("../shared/data", False, "auto")
+    assert cfg["toy"]["mode"] == "sgd" and cfg["mnist"]["model"] == {}
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "named"),
+    [
+        (("toy", "trian"), {"lr": 1.0}, "'trian' was unexpected"),
+        (("mnist", "train", "learning_rate"), 1.0, "'learning_rate' was unexpected"),
+        (("resources", "train", "toy", "gpus"), 1, "'gpus' was unexpected"),
+        (("mnist", "model", "zf_dim"), 49, "'zf_dim' was unexpected"),
+        (("mnist", "train", "lr"), "fast", "On instance['mnist']['train']['lr']"),
+        (("seeds",), 3, "On instance['seeds']"),
+        (("toy", "flows"), ["realnvp"], "On instance['toy']['flows'][0]"),
+        (("mnist", "table3", "zf_dims"), [100], "On instance['mnist']['table3']['zf_dims'][0]"),
+        (("device",), "gpu", "On instance['device']"),
+    ],
+)
+def test_bad_config_is_refused_naming_the_key(
+    path: tuple[str, ...], value: Any, named: str
+) -> None:
+    cfg = load("paper")
+    node = cfg
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    with pytest.raises(Exception, match="Error validating config file") as err:
+        _validate(cfg)
+    assert named in str(err.value)
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """What Snakemake does with --configfile on top of the Snakefile's configfile."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@pytest.mark.parametrize("name", ["quick", "smoke"])
+def test_small_configs_are_self_contained(name: str) -> None:
+    """Merging over config/config.yaml changes nothing: no paper value leaks into them."""
+    small = load(name)
+    assert _deep_merge(load("paper"), small) == small
+
+
+# --- The experiment grid ----------------------------------------------------------------------
+
+
+def test_table3_196_is_table2_run() -> None:
+    cfg = load("paper")
+    t2 = grid.table_runs(cfg, "table2")
+    t3 = grid.table_runs(cfg, "table3")
+    shared = set(t2) & set(t3)
+    assert {r.variant for r in shared} == {"glow-sgd-zf196"}
+    assert len(shared) == 3
+    assert len(grid.all_runs(cfg)) == PAPER_RUNS
+    assert len(set(grid.all_runs(cfg))) == PAPER_RUNS
+
+
+def test_table2_zf_dim_matches_the_table_code() -> None:
+    tables = pytest.importorskip("scnf.report.tables")
+    assert grid.TABLE2_ZF_DIM == tables.TABLE2_ZF_DIM
+
+
+@pytest.mark.parametrize(
+    ("dataset", "variant", "spec"),
+    [
+        ("moons", "ffjord-gmm", {"preset": "toy-ffjord-gmm"}),
+        ("mnist", "glow-sgd-zf49",
+         {"preset": "mnist-glow", "mode": "sgd", "clf": False, "zf_dim": 49}),
+        ("mnist", "gmm-em-sgd-clf-zf196",
+         {"preset": "mnist-gmm", "mode": "em-sgd", "clf": True, "zf_dim": 196}),
+    ],
+)  # fmt: skip
+def test_parse_variant(dataset: str, variant: str, spec: dict[str, Any]) -> None:
+    assert grid.parse_variant(dataset, variant) == spec
+
+
+@pytest.mark.parametrize(
+    ("dataset", "variant"), [("mnist", "glow-glow"), ("moons", "glow-sgd-zf196"), ("cifar", "x")]
+)
+def test_parse_variant_refuses(dataset: str, variant: str) -> None:
+    with pytest.raises(ValueError):
+        grid.parse_variant(dataset, variant)
+
+
+def test_run_settings_compose_config_and_variant() -> None:
+    cfg = load("quick")
+    cfg.setdefault("eval", {"batch_size": 512})
+    s = grid.run_settings(cfg, "mnist", "gmm-em-sgd-clf-zf98", 2)
+    assert s["preset"] == "mnist-gmm" and s["seed"] == 2
+    assert s["model"] == {**cfg["mnist"]["model"], "zf_dim": 98}
+    assert s["train"]["mode"] == "em-sgd"
+    assert s["train"]["clf_weight"] == cfg["mnist"]["clf_weight"] > 0
+    assert s["train"]["max_steps"] == cfg["mnist"]["train"]["max_steps"]
+    assert s["data"] == {"dir": cfg["data_dir"], "download": False, **cfg["mnist"]["data"]}
+    assert "device" not in s["train"]  # a device change must not retrain anything
+    no_clf = grid.run_settings(cfg, "mnist", "gmm-em-sgd-zf98", 2)
+    assert no_clf["train"]["clf_weight"] == 0.0
+    toy = grid.run_settings(cfg, "circles", "glow-gmm", 0)
+    assert toy["preset"] == "toy-glow-gmm" and toy["model"] == cfg["toy"]["model"]
+    assert toy["train"]["optimizer"] == cfg["toy"]["train"]["optimizer"]
+
+
+def test_run_settings_are_a_valid_run_config(tmp_path: Path) -> None:
+    """What run_config writes loads with the CLI's strict run-config reader."""
+    run_config = pytest.importorskip("scnf.train.config")
+    writer = _load_script("run_config")
+    for name in ("paper", "quick", "smoke"):
+        cfg = load(name)
+        cfg.setdefault("eval", {"batch_size": 512})
+        for run in grid.all_runs(cfg)[:: max(1, len(grid.all_runs(cfg)) // 6)]:
+            settings = grid.run_settings(cfg, run.dataset, run.variant, run.seed)
+            out = tmp_path / name / run.key / "RUN.yaml"
+            writer.write_run_config(settings, "split.json", out)
+            loaded = run_config.load_run_config(out)
+            assert loaded.preset == settings["preset"]
+            assert loaded.split == "split.json"
+
+
+def test_timings_from_benchmarks(tmp_path: Path) -> None:
+    report = _load_script("report")
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    paths = []
+    for seed, secs in ((0, 10.0), (1, 14.0)):
+        p = tmp_path / "benchmarks" / "train" / "mnist" / "glow-sgd-zf49" / f"seed{seed}.tsv"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(header + f"{secs}\t0:00:10\t1\t1\t1\t1\t0\t0\t50\t5\n")
+        paths.append(p)
+    assert report.timings_from_benchmarks(paths) == {"train mnist/glow-sgd-zf49 (2 seeds)": 24.0}
+
+
+# --- Environments agree with pyproject.toml ---------------------------------------------------
+
+_CONDA_NAME = {"torch": "pytorch"}  # PyPI name -> conda-forge name where they differ
+_REQ = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
+
+
+def _requirements(specs: list[str]) -> dict[str, str]:
+    out = {}
+    for spec in specs:
+        match = _REQ.match(spec)
+        assert match, spec
+        name, version = match.groups()
+        out[_CONDA_NAME.get(name.lower(), name.lower())] = version.replace(" ", "")
+    return out
+
+
+def _env_packages(path: Path) -> dict[str, str]:
+    env = yaml.safe_load(path.read_text())
+    assert env["channels"][0] == "conda-forge"
+    specs: list[str] = []
+    for dep in env["dependencies"]:
+        if isinstance(dep, dict):
+            specs += [p for p in dep["pip"] if not p.startswith("-")]
+        else:
+            specs.append(dep)
+    packages = _requirements(specs)
+    packages.pop("pip")
+    assert packages.pop("python") == ">=3.11"
+    return packages
+
+
+@pytest.mark.parametrize(
+    ("env", "extras"),
+    [("workflow/envs/scnf.yaml", ("workflow",)), ("environment.yml", ("workflow", "test"))],
+)
+def test_environment_matches_pyproject(env: str, extras: tuple[str, ...]) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    specs = list(project["dependencies"])
+    for extra in extras:
+        specs += project["optional-dependencies"][extra]
+    assert _env_packages(ROOT / env) == _requirements(specs)
+    assert project["requires-python"] == ">=3.11"

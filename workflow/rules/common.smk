@@ -1,0 +1,107 @@
+# Shared paths, wildcard constraints and input functions. The experiment grid itself (which runs
+# make up which table) is plain Python in workflow/scripts/experiment_grid.py, tested on its own.
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+
+import experiment_grid as grid  # noqa: E402
+
+
+wildcard_constraints:
+    dataset="moons|circles|mnist",
+    variant=r"[a-z0-9]+(-[a-z0-9]+)*",
+    seed=r"\d+",
+    table="table[123]",
+
+
+# Rules so cheap that a cluster job would cost more than the work.
+localrules:
+    all,
+    run_config,
+    table,
+    fig2,
+    report,
+
+
+RUNS = grid.all_runs(config)
+
+
+def res(path):
+    """``path`` below this configuration's results folder, results/<name>/."""
+    return os.path.join("results", config["name"], path)
+
+
+RUN_DIR = res("runs/{dataset}/{variant}/seed{seed}")
+LOGS = res("logs")
+BENCH = res("benchmarks")
+
+
+def family(wildcards):
+    """``mnist`` or ``toy``: the config section a run's settings and resources come from."""
+    return "mnist" if wildcards.dataset == "mnist" else "toy"
+
+
+def rule_resource(rule_name, key):
+    """One resource value of a rule from config['resources'] (per family for per-run rules)."""
+    spec = config["resources"][rule_name]
+    if "toy" in spec or "mnist" in spec:
+        return lambda wildcards: spec[family(wildcards)][key]
+    return spec[key]
+
+
+def run_settings(wildcards):
+    """The RUN.yaml content of one run (a params value, so a change in it reruns the run)."""
+    return grid.run_settings(config, wildcards.dataset, wildcards.variant, int(wildcards.seed))
+
+
+def run_path(run, filename):
+    """Path of ``filename`` in the run directory of ``run`` (an experiment_grid.Run)."""
+    return res(f"runs/{run.key}/{filename}")
+
+
+def table_metrics(wildcards):
+    """The metrics.json of every run (all seeds) of table ``wildcards.table``."""
+    return [run_path(r, "metrics.json") for r in grid.table_runs(config, wildcards.table)]
+
+
+def fig2_inputs(wildcards):
+    """One reconstruction per Table 3 z_f size, first seed."""
+    return [run_path(r, "recon.npz") for r in grid.fig2_runs(config)]
+
+
+def toy_plot_path(run):
+    return res(f"figures/toy/{run.dataset}/{run.variant}/seed{run.seed}.png")
+
+
+def toy_plot_inputs(wildcards):
+    return [toy_plot_path(r) for r in grid.toy_plot_runs(config)]
+
+
+def toy_plot_captions(wildcards):
+    """Report captions of the toy plots, in the order of ``toy_plot_inputs``."""
+    return [
+        f"Appendix D: {r.dataset}, f = {r.variant.split('-')[0]}, "
+        f"h = {r.variant.split('-')[1]}, seed {r.seed}"
+        for r in grid.toy_plot_runs(config)
+    ]
+
+
+def benchmarks(step):
+    """Benchmark files of ``step`` (train or evaluate) for every run of the grid."""
+    return [os.path.join(BENCH, step, f"{r.key}.tsv") for r in RUNS]
+
+
+def table_outputs():
+    return expand(res("tables/{table}.{ext}"), table=grid.TABLE_IDS, ext=("csv", "md"))
+
+
+def final_outputs():
+    """Final targets: the tables, Fig. 2, the toy plots and REPORT.md."""
+    return [
+        *table_outputs(),
+        res("figures/fig2.png"),
+        *[toy_plot_path(r) for r in grid.toy_plot_runs(config)],
+        res("REPORT.md"),
+    ]

@@ -1,0 +1,21 @@
+# Label splits: which training objects are labelled (toy: 5 per class of 1000; MNIST: 10 per
+# class of 60,000). One file per dataset and seed, shared by every run with that seed.
+
+
+rule splits:
+    output:
+        res("splits/{dataset}/seed{seed}.json"),
+    log:
+        os.path.join(LOGS, "splits/{dataset}/seed{seed}.log"),
+    params:
+        data_dir=config["data_dir"],
+    threads: rule_resource("splits", "threads")
+    resources:
+        mem_mb=rule_resource("splits", "mem_mb"),
+        runtime=rule_resource("splits", "runtime"),
+        gpu=rule_resource("splits", "gpu"),
+    conda:
+        "../envs/scnf.yaml"
+    shell:
+        "python -m scnf splits --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        " --out {output} --data-dir {params.data_dir} > {log} 2>&1"

@@ -1,0 +1,157 @@
+"""The experiment grid of the paper's Tables 1-3, computed from the (validated) workflow config.
+
+Pure functions, no Snakemake and no ``scnf`` import, so that ``workflow/rules/common.smk`` can
+use them at DAG-build time in any environment and ``tests/test_workflow.py`` can test them.
+
+A run is identified by ``(dataset, variant, seed)`` and lives in
+``results/<name>/runs/<dataset>/<variant>/seed<seed>/``. Variant names:
+
+* toy (Table 1): ``<f>-<h>``, e.g. ``ffjord-gmm`` -> preset ``toy-ffjord-gmm``.
+* MNIST (Tables 2, 3): ``<h>-<mode>[-clf]-zf<zf_dim>``, e.g. ``glow-em-sgd-clf-zf196``.
+  Table 3's run with ``zf_dim`` 196 is ``glow-sgd-zf196``: the same name, hence the same path
+  and the same training job, as Table 2's SCNF-GLOW / SGD / no-L_clf row.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+TOY_DATASETS = ("moons", "circles")
+TABLE_IDS = ("table1", "table2", "table3")
+# The z_f size of every Table 2 run; scnf.report.tables keys Table 2 on this value too.
+TABLE2_ZF_DIM = 196
+# Table 3 is SCNF-GLOW trained with plain SGD and without L_clf (the paper's setting).
+TABLE3_HEAD, TABLE3_MODE = "glow", "sgd"
+
+_TOY_VARIANT = re.compile(r"^(?P<f>glow|ffjord)-(?P<h>glow|gmm)$")
+_MNIST_VARIANT = re.compile(r"^(?P<h>glow|gmm)-(?P<mode>sgd|em-sgd)(?P<clf>-clf)?-zf(?P<zf>\d+)$")
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run of the grid."""
+
+    dataset: str
+    variant: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        """``<dataset>/<variant>/seed<seed>``: the run's path below ``results/<name>/runs``."""
+        return f"{self.dataset}/{self.variant}/seed{self.seed}"
+
+
+def toy_variant(flow: str, head: str) -> str:
+    """Variant name of a Table 1 run with unconditional flow ``flow`` and head ``head``."""
+    return f"{flow}-{head}"
+
+
+def mnist_variant(head: str, mode: str, clf: bool, zf_dim: int) -> str:
+    """Variant name of an MNIST run (Tables 2 and 3)."""
+    return f"{head}-{mode}{'-clf' if clf else ''}-zf{zf_dim}"
+
+
+def parse_variant(dataset: str, variant: str) -> dict[str, Any]:
+    """What a variant name fixes: ``preset``, ``mode``, ``clf`` (bool) and, for MNIST, ``zf_dim``.
+
+    Raises:
+        ValueError: the name does not follow the scheme of ``dataset``'s family.
+    """
+    if dataset in TOY_DATASETS:
+        m = _TOY_VARIANT.match(variant)
+        if m is None:
+            raise ValueError(f"toy variant {variant!r} is not '<glow|ffjord>-<glow|gmm>'")
+        return {"preset": f"toy-{m['f']}-{m['h']}"}
+    if dataset == "mnist":
+        m = _MNIST_VARIANT.match(variant)
+        if m is None:
+            raise ValueError(
+                f"MNIST variant {variant!r} is not '<glow|gmm>-<sgd|em-sgd>[-clf]-zf<dim>'"
+            )
+        return {
+            "preset": f"mnist-{m['h']}",
+            "mode": m["mode"],
+            "clf": m["clf"] is not None,
+            "zf_dim": int(m["zf"]),
+        }
+    raise ValueError(f"unknown dataset {dataset!r}")
+
+
+def table_runs(config: dict[str, Any], table_id: str) -> list[Run]:
+    """The runs whose metrics make up table ``table_id``, in table order, every seed."""
+    seeds = config["seeds"]
+    if table_id == "table1":
+        toy = config["toy"]
+        variants = [
+            (d, toy_variant(f, h))
+            for d in toy["datasets"]
+            for f in toy["flows"]
+            for h in toy["heads"]
+        ]
+    elif table_id == "table2":
+        variants = [
+            ("mnist", mnist_variant(r["head"], r["mode"], r["clf"], TABLE2_ZF_DIM))
+            for r in config["mnist"]["table2"]
+        ]
+    elif table_id == "table3":
+        variants = [
+            ("mnist", mnist_variant(TABLE3_HEAD, TABLE3_MODE, False, zf))
+            for zf in config["mnist"]["table3"]["zf_dims"]
+        ]
+    else:
+        raise ValueError(f"unknown table {table_id!r}; choose one of {TABLE_IDS}")
+    return [Run(d, v, s) for d, v in variants for s in seeds]
+
+
+def all_runs(config: dict[str, Any]) -> list[Run]:
+    """Every run of the three tables, each once (shared runs are trained once), in table order."""
+    return list(dict.fromkeys(r for t in TABLE_IDS for r in table_runs(config, t)))
+
+
+def fig2_runs(config: dict[str, Any]) -> list[Run]:
+    """Fig. 2 reconstructs from the Table 3 runs of the first seed, one per ``zf_dim``."""
+    first = config["seeds"][0]
+    return [r for r in table_runs(config, "table3") if r.seed == first]
+
+
+def toy_plot_runs(config: dict[str, Any]) -> list[Run]:
+    """Appendix D plots: every Table 1 run of the first seed (one plot per dataset x f x h)."""
+    first = config["seeds"][0]
+    return [r for r in table_runs(config, "table1") if r.seed == first]
+
+
+def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) -> dict[str, Any]:
+    """The content of a run's RUN.yaml (the CLI's run config), except ``split``.
+
+    The workflow config's family section (``toy`` or ``mnist``) gives the model overrides, data
+    subset and ``train`` section; the variant name gives preset, mode, L_clf and ``zf_dim``.
+    The device is not part of it (it is passed on the command line), so moving a run to another
+    device does not invalidate its results.
+    """
+    spec = parse_variant(dataset, variant)
+    family = "mnist" if dataset == "mnist" else "toy"
+    section = config[family]
+    model = dict(section.get("model", {}))
+    if family == "mnist":
+        model["zf_dim"] = spec["zf_dim"]
+        mode = spec["mode"]
+        clf_weight = float(section["clf_weight"]) if spec["clf"] else 0.0
+    else:
+        mode = section["mode"]
+        clf_weight = float(section["clf_weight"])
+    data = {"dir": config["data_dir"], "download": config["download"]}
+    data.update(section.get("data", {}))
+    train = {"mode": mode, "clf_weight": clf_weight}
+    train.update(section["train"])
+    return {
+        "name": f"{config['name']}/{dataset}/{variant}/seed{seed}",
+        "dataset": dataset,
+        "preset": spec["preset"],
+        "model": model,
+        "seed": int(seed),
+        "data": data,
+        "train": train,
+        "eval": dict(config["eval"]),
+    }
