@@ -65,8 +65,9 @@ def bpd_check(tiny: bool) -> dict:
     torch.manual_seed(0)
     kw = dict(steps_per_level=1, hidden=16, head_steps=2, head_hidden=32) if tiny else {}
     model = scnf.make_model("mnist-glow", **kw).to(dev)
-    x = (torch.randint(0, 256, (256, 1, 28, 28), device=dev) + torch.rand(256, 1, 28, 28,
-                                                                        device=dev)) / 256
+    x = (
+        torch.randint(0, 256, (256, 1, 28, 28), device=dev) + torch.rand(256, 1, 28, 28, device=dev)
+    ) / 256
     y = torch.randint(10, (85,), device=dev)
     model.train()
     semi_supervised_objective(model, x, y)  # ActNorm init
@@ -85,13 +86,20 @@ def main() -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data-dir", default=".gpu/data")
     p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole script")
-    p.add_argument("--train-reserve", type=float, default=300.0,
-                   help="seconds kept for phase 5 (training + evaluation)")
+    p.add_argument(
+        "--train-reserve",
+        type=float,
+        default=300.0,
+        help="seconds kept for phase 5 (training + evaluation)",
+    )
     p.add_argument("--tiny", action="store_true", help="small model and steps (CPU script test)")
     a = p.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
-    session: dict = {"argv": sys.argv, "torch": torch.__version__,
-                     "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+    session: dict = {
+        "argv": sys.argv,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+    }
     tiny = ["--model", "steps_per_level=1", "hidden=16", "head_steps=2", "head_hidden=32"]
     common = ["--preset", "mnist-glow", "--batch-size", "32" if a.tiny else "256"]
     common += ["--steps", "2" if a.tiny else "15", "--warmup", "1" if a.tiny else "3"]
@@ -104,8 +112,9 @@ def main() -> None:
         if left(a.budget) - a.train_reserve < 30:
             break
         extra = [] if prec == "fp32" else ["--skip-ratio"]
-        results[f"eager-{prec}"] = bench(common + ["--precision", prec] + extra,
-                                         left(a.budget) - a.train_reserve)
+        results[f"eager-{prec}"] = bench(
+            common + ["--precision", prec] + extra, left(a.budget) - a.train_reserve
+        )
     # 2. compiled (CUDA graphs on GPU)
     mode = "reduce-overhead" if torch.cuda.is_available() else "default"
     compile_start = time.perf_counter()
@@ -113,7 +122,8 @@ def main() -> None:
     if budget_compile > 30:
         results[f"compiled-bf16-{mode}"] = bench(
             common + ["--precision", "bf16", "--compile", "--compile-mode", mode, "--skip-ratio"],
-            budget_compile)
+            budget_compile,
+        )
     compile_cost = time.perf_counter() - compile_start
     # 3. precision check
     session["bpd_check"] = bpd_check(a.tiny)
@@ -122,8 +132,18 @@ def main() -> None:
     if left(a.budget) - a.train_reserve > 40:
         cmds = []
         for i in range(2):
-            cmd = [sys.executable, "-m", "scnf", "bench", *common, "--precision", "bf16",
-                   "--skip-ratio", "--json", f"/tmp/share{i}.json"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "scnf",
+                "bench",
+                *common,
+                "--precision",
+                "bf16",
+                "--skip-ratio",
+                "--json",
+                f"/tmp/share{i}.json",
+            ]
             cmds.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         ok = all(c.wait(timeout=max(left(a.budget) - a.train_reserve, 5)) == 0 for c in cmds)
         if ok:
@@ -146,8 +166,23 @@ def main() -> None:
     run = a.out / "run"
     split = run / "split.json"
     run.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "scnf", "splits", "--dataset", "mnist", "--seed", "0",
-                    "--out", str(split), "--data-dir", a.data_dir], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scnf",
+            "splits",
+            "--dataset",
+            "mnist",
+            "--seed",
+            "0",
+            "--out",
+            str(split),
+            "--data-dir",
+            a.data_dir,
+        ],
+        check=True,
+    )
     cfg = {
         "name": "h200-short-schedule",
         "dataset": "mnist",
@@ -155,22 +190,46 @@ def main() -> None:
         "seed": 0,
         "split": str(split),
         "model": {"steps_per_level": 1, "hidden": 16, "head_steps": 2, "head_hidden": 32}
-        if a.tiny else {},
+        if a.tiny
+        else {},
         "data": {"dir": a.data_dir, "num_test": 500 if a.tiny else None},
         "train": {
-            "mode": "sgd", "batch_size": 32 if a.tiny else 256, "labelled_fraction": 1 / 3,
-            "epochs": 10_000, "max_steps": steps, "optimizer": "adam", "lr": 1e-3,
-            "weight_decay": 0.0, "schedule": "linear", "warmup_steps": min(200, steps // 10),
-            "grad_clip": 50.0, "checkpoint_every": max(steps // 3, 1), "eval_every": 10,
+            "mode": "sgd",
+            "batch_size": 32 if a.tiny else 256,
+            "labelled_fraction": 1 / 3,
+            "epochs": 10_000,
+            "max_steps": steps,
+            "optimizer": "adam",
+            "lr": 1e-3,
+            "weight_decay": 0.0,
+            "schedule": "linear",
+            "warmup_steps": min(200, steps // 10),
+            "grad_clip": 50.0,
+            "checkpoint_every": max(steps // 3, 1),
+            "eval_every": 10,
             "precision": "bf16" if "bf16" in best else best.split("-")[-1],
-            "compile": use_compile, "compile_mode": mode, "progress": False,
+            "compile": use_compile,
+            "compile_mode": mode,
+            "progress": False,
         },
     }
     (run / "run.yaml").write_text(yaml.safe_dump(cfg))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "scnf", "train", "--config", str(run / "run.yaml"),
-                           "--out", str(run)], capture_output=True, text=True,
-                          timeout=max(left(a.budget) - 5, 10))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scnf",
+            "train",
+            "--config",
+            str(run / "run.yaml"),
+            "--out",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=max(left(a.budget) - 5, 10),
+    )
     session["train_wall_s"] = time.perf_counter() - t0
     session["train_stdout"] = proc.stdout[-2000:]
     session["train_stderr_tail"] = proc.stderr[-3000:]

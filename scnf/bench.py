@@ -38,10 +38,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the training objective")
-    p.add_argument("--compile-mode", default="default",
-                   choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"])
-    p.add_argument("--model", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="make_model overrides, e.g. hidden=64 steps_per_level=2")
+    p.add_argument(
+        "--compile-mode",
+        default="default",
+        choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+    )
+    p.add_argument(
+        "--model",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="make_model overrides, e.g. hidden=64 steps_per_level=2",
+    )
     p.add_argument("--skip-ratio", action="store_true", help="skip the cost-ratio measurement")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
 
@@ -154,8 +162,9 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         parameters=n_params,
         batch_size=args.batch_size,
         labelled_per_batch=n_lab,
-        device=torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor()
-        or platform.machine(),
+        device=torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or platform.machine(),
         torch=torch.__version__,
         threads=torch.get_num_threads(),
         precision=args.precision if dev.type == "cuda" else "fp32 (CPU: no autocast)",

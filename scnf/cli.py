@@ -71,14 +71,20 @@ def _bench(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scnf", description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads torch may use (the workflow passes each job's `threads`)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("splits", help="draw and save a label split (indices of labelled objects)")
     s.add_argument("--dataset", required=True, choices=["moons", "circles", "mnist"])
     s.add_argument("--seed", type=int, required=True, help="split seed (one split per seed)")
     s.add_argument("--out", type=Path, required=True, help="JSON file to write")
-    s.add_argument("--per-class", type=int, default=None,
-                   help="labelled objects per class (default: 10 for MNIST, 5 for the toy sets)")
+    s.add_argument(
+        "--per-class",
+        type=int,
+        default=None,
+        help="labelled objects per class (default: 10 for MNIST, 5 for the toy sets)",
+    )
     s.add_argument("--data-dir", default="../shared/data", help="MNIST root holding MNIST/raw")
     s.add_argument("--download", action="store_true", help="download MNIST if missing")
     s.set_defaults(func=_splits)
@@ -86,8 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train one run from a run config (resumes if interrupted)")
     s.add_argument("--config", type=Path, required=True, help="run config YAML (see README)")
     s.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
-                   help="overrides train.device of the config")
+    s.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=None,
+        help="overrides train.device of the config",
+    )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=_train)
 
@@ -118,10 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command; expected failures (bad config, bad data, divergence) print one
+    clear line and exit 1, anything else keeps its traceback."""
+    from scnf.data.mnist import MNISTDataError
+    from scnf.train.loop import NonFiniteLossError
+
     args = build_parser().parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except (ValueError, FileNotFoundError, MNISTDataError, NonFiniteLossError) as err:
         print(f"scnf {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -20,8 +20,9 @@ def reconstruct_from_zf(model, x: torch.Tensor) -> torch.Tensor:
     return model.decode(z_f, torch.zeros_like(z_aux)).clamp(0.0, 1.0)
 
 
-def reconstruct_run(run_dir: str | Path, out: str | Path, num_images: int = 10,
-                    device: str = "auto") -> None:
+def reconstruct_run(
+    run_dir: str | Path, out: str | Path, num_images: int = 10, device: str = "auto"
+) -> None:
     """Write an .npz with ``originals``, ``reconstructions`` (N, 28, 28) and ``zf_dim``."""
     dev = resolve_device(device)
     model, cfg = load_trained(run_dir, dev)

@@ -13,15 +13,42 @@ REPO = Path(__file__).resolve().parents[1]
 def test_bench_runs_on_a_tiny_preset(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "scnf", "bench", "--preset", "mnist-gmm", "--batch-size", "8",
-         "--steps", "2", "--warmup", "1", "--model", "steps_per_level=1", "hidden=8",
-         "--json", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "scnf",
+            "bench",
+            "--preset",
+            "mnist-gmm",
+            "--batch-size",
+            "8",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+            "--model",
+            "steps_per_level=1",
+            "hidden=8",
+            "--json",
+            str(out),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    printed = ("train_images_per_s", "eval_images_per_s", "cost_ratio", "naive_cost_ratio",
-               "train_gflop_per_image", "peak_memory_gib", "device", "precision")
+    printed = (
+        "train_images_per_s",
+        "eval_images_per_s",
+        "cost_ratio",
+        "naive_cost_ratio",
+        "train_gflop_per_image",
+        "peak_memory_gib",
+        "device",
+        "precision",
+    )
     for key in printed:
         assert key in result and key in proc.stdout, key
     assert "commit" in result["provenance"]

@@ -38,12 +38,25 @@ def trained_mnist(tmp_path_factory) -> tuple[Path, object]:
         pytest.skip(f"MNIST not available: {err}")
     root = tmp_path_factory.mktemp("mnist")
     save_split(root / "split.json", make_label_split(labels, 10, 0), labels, 0, "mnist")
-    cfg = run_config_from_dict({
-        "dataset": "mnist", "preset": "mnist-glow", "split": str(root / "split.json"),
-        "model": dict(TINY_MNIST), "data": {"dir": str(DATA), "num_train": 2000, "num_test": 256},
-        "train": {"batch_size": 64, "max_steps": 25, "optimizer": "adam", "warmup_steps": 5,
-                  "checkpoint_every": 100, "eval_every": 0, "progress": False, "device": "cpu"},
-    })
+    cfg = run_config_from_dict(
+        {
+            "dataset": "mnist",
+            "preset": "mnist-glow",
+            "split": str(root / "split.json"),
+            "model": dict(TINY_MNIST),
+            "data": {"dir": str(DATA), "num_train": 2000, "num_test": 256},
+            "train": {
+                "batch_size": 64,
+                "max_steps": 25,
+                "optimizer": "adam",
+                "warmup_steps": 5,
+                "checkpoint_every": 100,
+                "eval_every": 0,
+                "progress": False,
+                "device": "cpu",
+            },
+        }
+    )
     train(cfg, root / "run")
     return root / "run", cfg
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from scnf.data import make_toy, save_split, make_label_split
+from scnf.data import make_label_split, make_toy, save_split
 from scnf.train import ConfigError, objective_from_joints, run_config_from_dict
 from scnf.train import loop as loop_mod
 from scnf.train.loop import NonFiniteLossError, train
@@ -39,9 +39,18 @@ def _cfg(split: Path, **train) -> dict:
         "split": str(split),
         "seed": 3,
         "model": dict(TINY_TOY),
-        "train": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 64,
-                  "epochs": 2, "checkpoint_every": 4, "eval_every": 1, "progress": False,
-                  "device": "cpu", **train},
+        "train": {
+            "optimizer": "adam",
+            "lr": 3e-3,
+            "weight_decay": 0.0,
+            "batch_size": 64,
+            "epochs": 2,
+            "checkpoint_every": 4,
+            "eval_every": 1,
+            "progress": False,
+            "device": "cpu",
+            **train,
+        },
     }
 
 
@@ -108,7 +117,9 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path: Path, moons_split
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
     assert resumed["test_error"] == full["test_error"]
-    log = [json.loads(line) for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line) for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert [e["epoch"] for e in log] == [1, 2, 3]  # no duplicated epochs after the resume
 
 
@@ -117,8 +128,12 @@ def test_killed_cli_run_resumes(tmp_path: Path, moons_split: Path) -> None:
     raw = _cfg(moons_split, epochs=60, checkpoint_every=10, eval_every=0)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
     cmd = [sys.executable, "-m", "scnf", "train", "--config", str(tmp_path / "run.yaml")]
-    proc = subprocess.Popen(cmd + ["--out", str(tmp_path / "killed")], cwd=REPO,
-                            stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd + ["--out", str(tmp_path / "killed")],
+        cwd=REPO,
+        stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
     ckpt = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 60
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -126,12 +141,22 @@ def test_killed_cli_run_resumes(tmp_path: Path, moons_split: Path) -> None:
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert not (tmp_path / "killed" / "train_metrics.json").exists()
-    again = subprocess.run(cmd + ["--out", str(tmp_path / "killed")], cwd=REPO,
-                           capture_output=True, text=True, timeout=120)
+    again = subprocess.run(
+        cmd + ["--out", str(tmp_path / "killed")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stderr
-    subprocess.run(cmd + ["--out", str(tmp_path / "clean")], cwd=REPO, check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        cmd + ["--out", str(tmp_path / "clean")],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     a, b = _final_params(tmp_path / "killed"), _final_params(tmp_path / "clean")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
@@ -179,8 +204,21 @@ def test_bad_config_is_refused_before_training(tmp_path: Path, moons_split: Path
         run_config_from_dict(raw)
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(raw))
     out = subprocess.run(
-        [sys.executable, "-m", "scnf", "train", "--config", str(tmp_path / "bad.yaml"),
-         "--out", str(tmp_path / "run")], cwd=REPO, capture_output=True, text=True, timeout=60)
+        [
+            sys.executable,
+            "-m",
+            "scnf",
+            "train",
+            "--config",
+            str(tmp_path / "bad.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode != 0 and message in out.stderr
     assert not (tmp_path / "run").exists()
 

@@ -100,12 +100,17 @@ def test_lint_is_clean(runs: dict[str, subprocess.CompletedProcess[str]]) -> Non
 
 # Paper grid: Table 1 2 datasets x 2 f x 2 h; Table 2 six rows; Table 3 five z_f sizes of which
 # 196 is Table 2's glow/sgd/no-clf row, so it adds 4. Per seed: 8 + 6 + 4 = 18 runs.
-PAPER_RUNS = (8 + 6 + 4) * 3
+TOY_RUNS = 8 * 3
+MNIST_RUNS = (6 + 4) * 3
+PAPER_RUNS = TOY_RUNS + MNIST_RUNS
 PAPER_COUNTS = {
     "splits": 3 * 3,  # (moons, circles, mnist) x seeds
     "run_config": PAPER_RUNS,
-    "train": PAPER_RUNS,
-    "evaluate": PAPER_RUNS,
+    # One rule per family, so that the SLURM profile routes the MNIST ones to GPUs by name.
+    "train_toy": TOY_RUNS,
+    "train_mnist": MNIST_RUNS,
+    "evaluate_toy": TOY_RUNS,
+    "evaluate_mnist": MNIST_RUNS,
     "reconstruct": 5,  # one per Table 3 z_f size, first seed
     "toy_plots": 8,  # every Table 1 grid point, first seed
     "table": 3,
@@ -119,21 +124,54 @@ def test_paper_dag_job_counts(runs: dict[str, subprocess.CompletedProcess[str]])
     proc = runs["paper"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     counts = job_counts(proc.stdout)
-    assert PAPER_RUNS == 54
+    assert (TOY_RUNS, MNIST_RUNS, PAPER_RUNS) == (24, 30, 54)
     assert counts.pop("total") == sum(PAPER_COUNTS.values()) == 190
     assert counts == PAPER_COUNTS
 
 
-def test_train_resources_follow_the_config(
-    runs: dict[str, subprocess.CompletedProcess[str]],
+def _job_blocks(output: str, rule: str) -> list[str]:
+    """The dry-run description of every job of ``rule`` (rule line to the blank line)."""
+    return [b.split("\n\n")[0] for b in output.split(f"rule {rule}:\n")[1:]]
+
+
+@pytest.mark.parametrize(
+    ("rule", "datasets", "n", "gpu"),
+    [
+        ("train_toy", "moons|circles", TOY_RUNS, 0),
+        ("train_mnist", "mnist", MNIST_RUNS, 1),
+        ("evaluate_toy", "moons|circles", TOY_RUNS, 0),
+        ("evaluate_mnist", "mnist", MNIST_RUNS, 1),
+    ],
+)
+def test_family_rules_take_their_resources_from_the_config(
+    runs: dict[str, subprocess.CompletedProcess[str]], rule: str, datasets: str, n: int, gpu: int
 ) -> None:
-    """MNIST training jobs ask for the GPU that the paper config gives them, toy jobs for none."""
-    blocks = [b.split("\n\n")[0] for b in runs["paper"].stdout.split("rule train:")[1:]]
-    assert len(blocks) == PAPER_RUNS
+    """Each family rule matches only its datasets and asks for its config section's resources.
+
+    At paper scale only the MNIST rules ask for a GPU; the SLURM profile routes those by name.
+    """
+    step, family = rule.split("_")
+    spec = load("paper")["resources"][step][family]
+    assert spec["gpu"] == gpu
+    blocks = _job_blocks(runs["paper"].stdout, rule)
+    assert len(blocks) == n
     for block in blocks:
-        gpu = 1 if "dataset=mnist" in block else 0
+        assert re.search(rf"wildcards: dataset=({datasets}),", block), block
         assert f"gpu={gpu}," in block, block
-        assert ("runtime=1440" in block) == (gpu == 1), block
+        assert f"runtime={spec['runtime']}," in block and f"mem_mb={spec['mem_mb']}," in block
+
+
+def test_slurm_profile_routes_gpu_rules_by_name() -> None:
+    """GPU partition for the rules that may ask for a GPU, and nothing else set per rule."""
+    profile = yaml.safe_load((ROOT / "workflow/profiles/slurm/config.yaml").read_text())
+    per_rule = profile["set-resources"]
+    assert sorted(per_rule) == ["evaluate_mnist", "train_mnist"]
+    default_partition = profile["default-resources"]["slurm_partition"]
+    for rule, resources in per_rule.items():
+        # Wall time and memory stay the config's: a profile value would override them.
+        assert set(resources) <= {"slurm_partition", "gpu_model"}, rule
+        assert resources["slurm_partition"] != default_partition, rule
+    assert len({r["slurm_partition"] for r in per_rule.values()}) == 1  # one GPU partition
 
 
 def test_quick_is_the_same_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
@@ -148,11 +186,12 @@ def test_smoke_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """One seed and Table 3 sizes 49 and 196 (shared); outputs under the overriding name."""
     proc = runs["smoke"]
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    runs_ = 8 + 6 + 1
+    toy, mnist = 8, 6 + 1
     assert job_counts(proc.stdout) == {
-        "splits": 3, "run_config": runs_, "train": runs_, "evaluate": runs_, "reconstruct": 2,
+        "splits": 3, "run_config": toy + mnist, "train_toy": toy, "train_mnist": mnist,
+        "evaluate_toy": toy, "evaluate_mnist": mnist, "reconstruct": 2,
         "toy_plots": 8, "table": 3, "fig2": 1, "report": 1, "all": 1,
-        "total": 3 + 3 * runs_ + 2 + 8 + 3 + 1 + 1 + 1,
+        "total": 3 + 3 * (toy + mnist) + 2 + 8 + 3 + 1 + 1 + 1,
     }  # fmt: skip
     assert "results/elsewhere/REPORT.md" in proc.stdout
     assert "results/smoke/" not in proc.stdout

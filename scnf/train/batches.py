@@ -102,6 +102,8 @@ class BatchSampler:
         d, g = self.data, self.generator
         dev = d.x_lab.device
         il = torch.randint(d.x_lab.shape[0], (self.n_lab,), generator=g, device=dev)
-        iu = torch.randint(d.x_unl.shape[0], (self.batch_size - self.n_lab,), generator=g, device=dev)
+        iu = torch.randint(
+            d.x_unl.shape[0], (self.batch_size - self.n_lab,), generator=g, device=dev
+        )
         raw = torch.cat([d.x_lab[il], d.x_unl[iu]])
         return d.model_input(raw, g), d.y_lab[il]

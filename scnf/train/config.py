@@ -145,7 +145,9 @@ def _from_dict(cls: type, raw: dict[str, Any], prefix: str = "") -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ConfigError(f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}")
+        raise ConfigError(
+            f"unknown key(s) {[prefix + k for k in unknown]}; allowed: {sorted(names)}"
+        )
     kwargs = {k: _check(v, hints[k], prefix + k) for k, v in raw.items()}
     missing = [
         f.name

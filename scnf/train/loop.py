@@ -137,8 +137,13 @@ def train(
 
     model.train()
     bar = tqdm(
-        total=total_steps, initial=step, disable=not t.progress, mininterval=1.0,
-        file=sys.stderr, dynamic_ncols=True, desc=cfg.name or cfg.preset,
+        total=total_steps,
+        initial=step,
+        disable=not t.progress,
+        mininterval=1.0,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        desc=cfg.name or cfg.preset,
     )
     epoch_start, start = time.perf_counter(), time.perf_counter() - elapsed
     while step < total_steps:
@@ -167,14 +172,18 @@ def train(
             _check_finite(acc, step, out_dir)
         if end_of_epoch:
             epoch = math.ceil(step / steps_per_epoch)
-            entry = _epoch_entry(epoch, step, acc, optimizer, time.perf_counter() - epoch_start,
-                                 t.batch_size)
+            entry = _epoch_entry(
+                epoch, step, acc, optimizer, time.perf_counter() - epoch_start, t.batch_size
+            )
             if t.eval_every and epoch % t.eval_every == 0 and step < total_steps:
                 entry.update({f"test_{k}": v for k, v in _quick_eval(model, data, cfg).items()})
             log.append(entry)
             _append_log(out_dir, entry)
-            bar.set_postfix(nll=f"{entry['train_nll']:.3f}", acc=f"{entry['train_acc']:.2f}",
-                            ips=f"{entry['images_per_s']:.0f}")
+            bar.set_postfix(
+                nll=f"{entry['train_nll']:.3f}",
+                acc=f"{entry['train_acc']:.2f}",
+                ips=f"{entry['images_per_s']:.0f}",
+            )
             acc, epoch_start = _zero_acc(dev), time.perf_counter()
         if step % t.checkpoint_every == 0 or step == total_steps:
             atomic_save(
@@ -212,8 +221,13 @@ def train(
 
 def _zero_acc(dev: torch.device) -> dict[str, Any]:
     z = torch.zeros((), device=dev)
-    return {"nll": z.clone(), "clf": z.clone(), "correct": z.clone().long(), "labelled": 0,
-            "steps": 0}
+    return {
+        "nll": z.clone(),
+        "clf": z.clone(),
+        "correct": z.clone().long(),
+        "labelled": 0,
+        "steps": 0,
+    }
 
 
 def _check_finite(acc: dict[str, Any], step: int, out_dir: Path) -> None:
@@ -225,8 +239,9 @@ def _check_finite(acc: dict[str, Any], step: int, out_dir: Path) -> None:
         )
 
 
-def _epoch_entry(epoch: int, step: int, acc: dict[str, Any], optimizer, seconds: float,
-                 batch_size: int) -> dict[str, Any]:
+def _epoch_entry(
+    epoch: int, step: int, acc: dict[str, Any], optimizer, seconds: float, batch_size: int
+) -> dict[str, Any]:
     n = max(acc["steps"], 1)
     return {
         "epoch": epoch,

@@ -12,9 +12,11 @@ import pytest
 from cluster import sbatch_lines, sbatch_options, sbatch_rule, skip_reason, snakemake_command
 
 GPU_CALL = (
-    "sbatch --parsable --job-name abc --output /w/.snakemake/slurm_logs/rule_train/1/%j.log "
-    "--export=ALL --comment rule_train_wildcards_1   -p gpu -t 720 --mem 8000 "
-    "--cpus-per-task=1 -D /w --gpus=1 --wrap=\"python -m snakemake --target-jobs 'train:seed=1'\""
+    "sbatch --parsable --job-name abc --output /w/.snakemake/slurm_logs/rule_train_mnist/"
+    "mnist_glow-sgd-zf196_0/%j.log --export=ALL --comment "
+    "rule_train_mnist_wildcards_mnist_glow-sgd-zf196_0   -p gpu -t 5 --mem 2000 "
+    '--cpus-per-task=1 -D /w --gpus=1 --wrap="python -m snakemake --target-jobs '
+    "'train_mnist:dataset=mnist,variant=glow-sgd-zf196,seed=0'\""
 )
 CPU_CALL = (
     "sbatch --parsable --job-name abc --output /w/.snakemake/slurm_logs/rule_summarize/%j.log "
@@ -39,7 +41,7 @@ def test_sbatch_lines_parses_debug_and_error_forms() -> None:
 
 
 def test_sbatch_rule_and_options() -> None:
-    assert sbatch_rule(GPU_CALL) == "train"
+    assert sbatch_rule(GPU_CALL) == "train_mnist"
     assert sbatch_rule(CPU_CALL) == "summarize"
     assert sbatch_rule("sbatch -p cpu") is None
     # The wrapped command may mention --gpus; only the sbatch options count.
@@ -70,7 +72,8 @@ rule all:
         "results/summary.txt",
 
 
-rule train:
+# Named like the workflow's GPU rule: the profile routes `train_mnist` to the gpu partition.
+rule train_mnist:
     output:
         "results/model_{seed}.txt",
     resources:
@@ -109,9 +112,9 @@ def test_profile_routes_gpu_rule_to_gpu_partition(
     calls = {}
     for line in sbatch_lines(log):
         calls.setdefault(sbatch_rule(line), []).append(sbatch_options(line))
-    assert sorted(calls) == ["summarize", "train"], calls
-    assert len(calls["train"]) == 2
-    for opts in calls["train"]:
+    assert sorted(calls) == ["summarize", "train_mnist"], calls
+    assert len(calls["train_mnist"]) == 2
+    for opts in calls["train_mnist"]:
         assert " -p gpu " in opts and "--gpus=1" in opts
     (cpu_opts,) = calls["summarize"]
     assert " -p cpu " in cpu_opts and "--gpus" not in cpu_opts and "--gres" not in cpu_opts
@@ -119,3 +122,30 @@ def test_profile_routes_gpu_rule_to_gpu_partition(
     # Each training job saw one (fake) GPU of the gpu partition; the CPU job saw none.
     assert all(re.fullmatch(r"gpus=[01] part=gpu", line) for line in summary[:2]), summary
     assert summary[2] == "cpu gpus=none part=cpu"
+
+
+def test_running_cluster_always_runs_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing test body, or a failed start, still stops the daemons (no cluster needed)."""
+    calls: list[str] = []
+
+    def fake_run_script(script: Path, env: dict[str, str], timeout_s: float) -> str:
+        calls.append(script.name)
+        if script.name == "cluster_up.sh" and fail_up:
+            raise RuntimeError("slurmctld did not answer")
+        return ""
+
+    monkeypatch.setattr(cluster, "_run_script", fake_run_script)
+    monkeypatch.setenv("SLURM_CONF", "/site/slurm.conf")
+    fail_up = False
+    with pytest.raises(AssertionError, match="test body failed"):
+        with cluster.running_cluster() as info:
+            assert cluster.os.environ["SLURM_CONF"] == info["slurm_conf"]
+            raise AssertionError("test body failed")
+    assert calls == ["cluster_up.sh", "cluster_down.sh"]
+    assert cluster.os.environ["SLURM_CONF"] == "/site/slurm.conf"  # restored
+    calls.clear()
+    fail_up = True
+    with pytest.raises(RuntimeError, match="slurmctld"):
+        with cluster.running_cluster():
+            pytest.fail("body must not run when the cluster did not come up")
+    assert calls == ["cluster_up.sh", "cluster_down.sh"]

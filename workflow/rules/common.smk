@@ -38,17 +38,25 @@ LOGS = res("logs")
 BENCH = res("benchmarks")
 
 
-def family(wildcards):
-    """``mnist`` or ``toy``: the config section a run's settings and resources come from."""
-    return "mnist" if wildcards.dataset == "mnist" else "toy"
+# Per-family rules (train_toy / train_mnist, evaluate_toy / evaluate_mnist) match their runs
+# by dataset, so that a SLURM profile can route the MNIST ones to a GPU partition by rule name.
+TOY_DATASETS = "|".join(grid.TOY_DATASETS)
+MNIST_DATASETS = "mnist"
 
 
-def rule_resource(rule_name, key):
-    """One resource value of a rule from config['resources'] (per family for per-run rules)."""
+def rule_resource(rule_name, key, fam=None):
+    """One resource value of a rule from config['resources'].
+
+    ``fam`` (``toy`` or ``mnist``) picks the family section of per-family rules (train,
+    evaluate), whose toy and MNIST jobs are separate rules.
+    """
     spec = config["resources"][rule_name]
-    if "toy" in spec or "mnist" in spec:
-        return lambda wildcards: spec[family(wildcards)][key]
-    return spec[key]
+    return spec[key] if fam is None else spec[fam][key]
+
+
+def job_resources(rule_name, fam=None):
+    """The ``resources:`` of a rule (mem_mb, runtime in minutes, gpu) from config['resources']."""
+    return {key: rule_resource(rule_name, key, fam) for key in ("mem_mb", "runtime", "gpu")}
 
 
 def run_settings(wildcards):

@@ -1,7 +1,9 @@
 # Per-run products of a trained model: test metrics, Fig. 2 reconstructions, toy plots.
+# Evaluation is one rule per family, as training is (see train.smk): evaluate_mnist may ask for
+# a GPU, and a cluster profile routes it by its rule name.
 
 
-rule evaluate:
+rule evaluate_toy:
     input:
         model=os.path.join(RUN_DIR, "model.pt"),
         train_metrics=os.path.join(RUN_DIR, "train_metrics.json"),
@@ -9,21 +11,30 @@ rule evaluate:
         os.path.join(RUN_DIR, "metrics.json"),
     log:
         os.path.join(LOGS, "evaluate/{dataset}/{variant}/seed{seed}.log"),
+    # One benchmark folder for both families: the report's timings read benchmarks/evaluate/.
     benchmark:
         os.path.join(BENCH, "evaluate/{dataset}/{variant}/seed{seed}.tsv")
+    wildcard_constraints:
+        dataset=TOY_DATASETS,
     params:
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
         device=config["device"],
-    threads: rule_resource("evaluate", "threads")
+    threads: rule_resource("evaluate", "threads", "toy")
     resources:
-        mem_mb=rule_resource("evaluate", "mem_mb"),
-        runtime=rule_resource("evaluate", "runtime"),
-        gpu=rule_resource("evaluate", "gpu"),
+        **job_resources("evaluate", "toy"),
     conda:
         "../envs/scnf.yaml"
     shell:
-        "python -m scnf evaluate --run {params.run_dir} --out {output}"
+        "python -m scnf --threads {threads} evaluate --run {params.run_dir} --out {output}"
         " --device {params.device} > {log} 2>&1"
+
+
+use rule evaluate_toy as evaluate_mnist with:
+    wildcard_constraints:
+        dataset=MNIST_DATASETS,
+    threads: rule_resource("evaluate", "threads", "mnist")
+    resources:
+        **job_resources("evaluate", "mnist"),
 
 
 rule reconstruct:
@@ -39,13 +50,11 @@ rule reconstruct:
         num_images=config["fig2"]["num_images"],
     threads: rule_resource("reconstruct", "threads")
     resources:
-        mem_mb=rule_resource("reconstruct", "mem_mb"),
-        runtime=rule_resource("reconstruct", "runtime"),
-        gpu=rule_resource("reconstruct", "gpu"),
+        **job_resources("reconstruct"),
     conda:
         "../envs/scnf.yaml"
     shell:
-        "python -m scnf reconstruct --run {params.run_dir} --out {output}"
+        "python -m scnf --threads {threads} reconstruct --run {params.run_dir} --out {output}"
         " --num-images {params.num_images} > {log} 2>&1"
 
 
@@ -67,10 +76,8 @@ rule toy_plots:
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
     threads: rule_resource("toy_plots", "threads")
     resources:
-        mem_mb=rule_resource("toy_plots", "mem_mb"),
-        runtime=rule_resource("toy_plots", "runtime"),
-        gpu=rule_resource("toy_plots", "gpu"),
+        **job_resources("toy_plots"),
     conda:
         "../envs/scnf.yaml"
     shell:
-        "python -m scnf toy-plot --run {params.run_dir} --out {output} > {log} 2>&1"
+        "python -m scnf --threads {threads} toy-plot --run {params.run_dir} --out {output} > {log} 2>&1"

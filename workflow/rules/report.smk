@@ -17,9 +17,7 @@ rule table:
         os.path.join(LOGS, "table/{table}.log"),
     threads: rule_resource("table", "threads")
     resources:
-        mem_mb=rule_resource("table", "mem_mb"),
-        runtime=rule_resource("table", "runtime"),
-        gpu=rule_resource("table", "gpu"),
+        **job_resources("table"),
     conda:
         "../envs/scnf.yaml"
     script:
@@ -42,9 +40,7 @@ rule fig2:
         max_images=config["fig2"]["num_images"],
     threads: rule_resource("fig2", "threads")
     resources:
-        mem_mb=rule_resource("fig2", "mem_mb"),
-        runtime=rule_resource("fig2", "runtime"),
-        gpu=rule_resource("fig2", "gpu"),
+        **job_resources("fig2"),
     conda:
         "../envs/scnf.yaml"
     script:
@@ -70,9 +66,7 @@ rule report:
         config=config,
     threads: rule_resource("report", "threads")
     resources:
-        mem_mb=rule_resource("report", "mem_mb"),
-        runtime=rule_resource("report", "runtime"),
-        gpu=rule_resource("report", "gpu"),
+        **job_resources("report"),
     conda:
         "../envs/scnf.yaml"
     script:

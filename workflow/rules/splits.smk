@@ -11,11 +11,9 @@ rule splits:
         data_dir=config["data_dir"],
     threads: rule_resource("splits", "threads")
     resources:
-        mem_mb=rule_resource("splits", "mem_mb"),
-        runtime=rule_resource("splits", "runtime"),
-        gpu=rule_resource("splits", "gpu"),
+        **job_resources("splits"),
     conda:
         "../envs/scnf.yaml"
     shell:
-        "python -m scnf splits --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        "python -m scnf --threads {threads} splits --dataset {wildcards.dataset} --seed {wildcards.seed}"
         " --out {output} --data-dir {params.data_dir} > {log} 2>&1"

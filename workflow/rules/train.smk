@@ -1,4 +1,7 @@
 # One training run per (dataset, variant, seed): RUN.yaml from the config, then `scnf train`.
+# Training is one rule per family, train_toy (CPU) and train_mnist (the one that may ask for a
+# GPU), so that a cluster profile can send them to different partitions by rule name; they share
+# one definition and differ only in which datasets they match and in their resources.
 
 
 rule run_config:
@@ -14,16 +17,14 @@ rule run_config:
         settings=run_settings,
     threads: rule_resource("run_config", "threads")
     resources:
-        mem_mb=rule_resource("run_config", "mem_mb"),
-        runtime=rule_resource("run_config", "runtime"),
-        gpu=rule_resource("run_config", "gpu"),
+        **job_resources("run_config"),
     conda:
         "../envs/scnf.yaml"
     script:
         "../scripts/run_config.py"
 
 
-rule train:
+rule train_toy:
     input:
         config=os.path.join(RUN_DIR, "RUN.yaml"),
         split=res("splits/{dataset}/seed{seed}.json"),
@@ -35,18 +36,27 @@ rule train:
         metrics=os.path.join(RUN_DIR, "train_metrics.json"),
     log:
         os.path.join(LOGS, "train/{dataset}/{variant}/seed{seed}.log"),
+    # One benchmark folder for both families: the report's timings read benchmarks/train/.
     benchmark:
         os.path.join(BENCH, "train/{dataset}/{variant}/seed{seed}.tsv")
+    wildcard_constraints:
+        dataset=TOY_DATASETS,
     params:
         run_dir=lambda wildcards, output: os.path.dirname(output.metrics),
         device=config["device"],
-    threads: rule_resource("train", "threads")
+    threads: rule_resource("train", "threads", "toy")
     resources:
-        mem_mb=rule_resource("train", "mem_mb"),
-        runtime=rule_resource("train", "runtime"),
-        gpu=rule_resource("train", "gpu"),
+        **job_resources("train", "toy"),
     conda:
         "../envs/scnf.yaml"
     shell:
-        "python -m scnf train --config {input.config} --out {params.run_dir}"
+        "python -m scnf --threads {threads} train --config {input.config} --out {params.run_dir}"
         " --device {params.device} > {log} 2>&1"
+
+
+use rule train_toy as train_mnist with:
+    wildcard_constraints:
+        dataset=MNIST_DATASETS,
+    threads: rule_resource("train", "threads", "mnist")
+    resources:
+        **job_resources("train", "mnist"),
