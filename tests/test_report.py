@@ -96,9 +96,12 @@ def test_summarise_by_hand() -> None:
 
 
 def test_verdict_rule() -> None:
-    # tol = 2 * sqrt(0.3^2 + 0.1^2 + 0.5^2) = 1.183
-    assert verdict(3.0, 0.1, 3, 1.9, 0.3, floor=0.5) == "reproduced"
-    assert verdict(3.2, 0.1, 3, 1.9, 0.3, floor=0.5) == "not reproduced"
+    # standard errors: tol = 2 * sqrt(0.3^2/3 + 0.3^2/3 + 0.5^2) = 1.1136
+    assert verdict(3.0, 0.3, 3, 1.9, 0.3, floor=0.5) == "reproduced"
+    assert verdict(3.05, 0.3, 3, 1.9, 0.3, floor=0.5) == "not reproduced"
+    # a noisy result is not let through by its own spread: std 11 over 3 seeds
+    # tol = 2 * sqrt(1.2^2/3 + 11^2/3 + 0.5^2) = 12.83 < |19.4 - 1.2|
+    assert verdict(19.4, 11.0, 3, 1.2, 1.2, floor=0.5) == "not reproduced"
     # paper std 0.0: the floor alone sets the tolerance, 2 * 0.5 = 1.0
     assert verdict(2.9, 0.0, 3, 1.9, 0.0, floor=0.5) == "reproduced"
     assert verdict(2.95, 0.0, 3, 1.9, 0.0, floor=0.5) == "not reproduced"

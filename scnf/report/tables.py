@@ -6,15 +6,15 @@ mapped to at most one row of each table by an explicit key function; runs of one
 over seeds and compared with the published mean and standard deviation.
 
 Statistics. Ours: mean and *sample* standard deviation (ddof = 1, the unbiased variance) over the
-seeds, 0 for a single seed. The paper reports mean and std over 3 label splits without saying which
-std; ddof = 1 is the wider of the two, so the comparison errs towards "reproduced" only by a
-factor sqrt(3/2) on our spread.
+seeds, 0 for a single seed. The paper reports mean and std over 3 label splits.
 
-Verdict (``verdict``): "reproduced" when
-``|ours - paper| <= 2 * sqrt(paper_std**2 + ours_std**2 + floor**2)``, i.e. the difference is
-within two combined standard deviations; the absolute ``floor`` (``FLOORS``: 0.5 percentage points
-of error, 0.02 nats of NLL, 0.01 bits/dim) keeps rows whose published std is 0.0 (or absent, as
-in Table 3) from demanding an exact match. "not reproduced" otherwise; "not run" when no run
+Verdict (``verdict``): the two *means* are compared, each with its standard error (std / sqrt(n);
+the paper's n is ``PAPER_SEEDS`` = 3): "reproduced" when
+``|ours - paper| <= 2 * sqrt(paper_std**2 / 3 + ours_std**2 / n + floor**2)``, i.e. the difference
+is within two combined standard errors, so a noisy result is not let through by its own spread;
+the absolute ``floor`` (``FLOORS``: 0.5 percentage points of error, 0.02 nats of NLL, 0.01
+bits/dim) keeps rows whose published std is 0.0 (or absent, as in Table 3) from demanding an
+exact match. "not reproduced" otherwise; "not run" when no run
 matches the row (or the paper gives no value to compare to).
 """
 
@@ -177,6 +177,9 @@ def summarise(values: list[float]) -> tuple[float | None, float | None, int]:
     return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)), n
 
 
+PAPER_SEEDS = 3  # label splits behind every published mean and std
+
+
 def verdict(
     ours_mean: float | None,
     ours_std: float | None,
@@ -188,13 +191,15 @@ def verdict(
     """Compare our summary with the published one.
 
     "not run" when ``n == 0`` or the paper has no value; "reproduced" when
-    ``|ours_mean - paper_mean| <= 2 * sqrt(paper_std**2 + ours_std**2 + floor**2)``
-    (a missing std counts as 0); "not reproduced" otherwise. ``floor`` is the per-metric absolute
-    tolerance of ``FLOORS``, needed because some published std are exactly 0.0.
+    ``|ours - paper| <= 2 * sqrt(paper_std**2 / PAPER_SEEDS + ours_std**2 / n + floor**2)``
+    (standard errors of the two means; a missing std counts as 0); "not reproduced" otherwise.
+    ``floor`` is the per-metric absolute tolerance of ``FLOORS``, needed because some published
+    std are exactly 0.0.
     """
     if n == 0 or ours_mean is None or paper_mean is None:
         return "not run"
-    tol = 2.0 * math.sqrt((paper_std or 0.0) ** 2 + (ours_std or 0.0) ** 2 + floor**2)
+    se2 = (paper_std or 0.0) ** 2 / PAPER_SEEDS + (ours_std or 0.0) ** 2 / n
+    tol = 2.0 * math.sqrt(se2 + floor**2)
     return "reproduced" if abs(ours_mean - paper_mean) <= tol else "not reproduced"
 
 
@@ -390,8 +395,9 @@ def format_table(
         "",
         "Ours: mean ± sample std (ddof = 1) over n seeds (label splits); paper: mean ± std over 3 "
         "label splits as published. Δ / σ paper = (ours − paper) / paper std ('—' where the paper "
-        "std is 0 or not given). Verdict: *reproduced* when |ours − paper| ≤ 2·sqrt(σ_paper² + "
-        f"σ_ours² + floor²), with an absolute floor ({floors}) because some published std are "
+        "std is 0 or not given). Verdict: *reproduced* when the means agree within two standard "
+        "errors, |ours − paper| ≤ 2·sqrt(σ_paper²/3 + σ_ours²/n + floor²), with an absolute "
+        f"floor ({floors}) because some published std are "
         "0.0 or missing; *not reproduced* otherwise; *not run* when no run matches the row.",
     ]
     for note in (spec.note, paper[table_id].get("note", "")):
