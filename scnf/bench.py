@@ -86,6 +86,21 @@ def _time_calls(fn: Callable[[], Any], reps: int, now: Callable[[], float]) -> f
     return (now() - t0) / reps
 
 
+def _interleaved_medians(
+    calls: dict[str, Callable[[], Any]], reps: int, now: Callable[[], float]
+) -> dict[str, float]:
+    """Median seconds per call, the calls interleaved so drifting load hits all of them alike."""
+    for fn in calls.values():
+        fn()  # warm-up
+    samples: dict[str, list[float]] = {k: [] for k in calls}
+    for _ in range(reps):
+        for name, fn in calls.items():
+            t0 = now()
+            fn()
+            samples[name].append(now() - t0)
+    return {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+
+
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     dev = resolve_device(args.device)
     t = TrainConfig(precision=args.precision, compile=args.compile, batch_size=args.batch_size)
@@ -139,22 +154,24 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {}
         if not args.skip_ratio:
             yy = torch.randint(model.num_classes, (args.batch_size,), device=dev)
-            joint_s = _time_calls(lambda: model.log_joint(x, yy), reps, now)
-            marg_s = _time_calls(lambda: model.log_marginal(x), reps, now)
-            k = model.num_classes
-            ks = [torch.full_like(yy, c) for c in range(k)]
+            ks = [torch.full_like(yy, c) for c in range(model.num_classes)]
 
             def naive() -> torch.Tensor:
                 # A fully conditional flow would need f_w(x, y) for every class: K passes.
                 return torch.logsumexp(torch.stack([model.log_joint(x, c) for c in ks], 1), 1)
 
-            naive_s = _time_calls(naive, reps, now)
+            calls = {
+                "joint": lambda: model.log_joint(x, yy),
+                "marginal": lambda: model.log_marginal(x),
+                "naive": naive,
+            }
+            times = _interleaved_medians(calls, reps, now)
             result.update(
-                log_joint_ms=1e3 * joint_s,
-                log_marginal_ms=1e3 * marg_s,
-                naive_marginal_ms=1e3 * naive_s,
-                cost_ratio=marg_s / joint_s,
-                naive_cost_ratio=naive_s / joint_s,
+                log_joint_ms=1e3 * times["joint"],
+                log_marginal_ms=1e3 * times["marginal"],
+                naive_marginal_ms=1e3 * times["naive"],
+                cost_ratio=times["marginal"] / times["joint"],
+                naive_cost_ratio=times["naive"] / times["joint"],
             )
     result.update(
         preset=args.preset,
