@@ -59,9 +59,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
     profile = ROOT / "workflow" / "profiles" / "default"
     calls: dict[str, tuple[Any, ...]] = {
         "lint": ("--lint",),
-        # Default (verbose) dry run: it also prints every job's resources.
-        "paper": ("-n", "--configfile", CONFIGS["paper"], "--workflow-profile", profile),
-        "quick": ("-n", "--quiet", "rules", "--configfile", CONFIGS["quick"]),
+        # Default (verbose) dry run: it also prints every job's resources. --forceall plans the
+        # whole DAG even where results are committed (results/quick/ is).
+        "paper": ("-n", "--forceall", "--configfile", CONFIGS["paper"],
+                  "--workflow-profile", profile),
+        "quick": ("-n", "--forceall", "--quiet", "rules", "--configfile", CONFIGS["quick"]),
         # In an empty directory with a renamed output folder, as tests/test_smoke_dag.py runs it.
         "smoke": ("-n", "--configfile", CONFIGS["smoke"],
                   "--directory", tmp, "--config", "name=elsewhere"),
