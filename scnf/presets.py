@@ -48,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "num_classes": 10,
         "input_shape": (1, 28, 28),
         "zf_dim": 196,
+        "levels": 3,  # at least; z_f of 98 / 49 adds one / two factor-out levels
         "steps_per_level": 6,
         "hidden": 512,
         "logit_alpha": 0.05,
@@ -101,6 +102,7 @@ def _make_flow(family: str, kind: str, o: dict[str, Any]) -> Flow:
             o["steps_per_level"],
             o["hidden"],
             o["logit_alpha"],
+            o["levels"],
         )
     if kind == "glow":
         return VectorGlow(2, o["flow_steps"], o["flow_hidden"])

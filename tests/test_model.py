@@ -169,3 +169,10 @@ def test_class_prior_enters_joint() -> None:
 def test_default_mnist_model_is_about_the_authors_size() -> None:
     n = sum(p.numel() for p in scnf.make_model("mnist-glow").parameters())
     assert 14e6 < n < 17.5e6  # authors: 15,875,447
+
+
+def test_levels_parameter() -> None:
+    deeper = tiny_model("mnist-glow", levels=4)
+    assert [p.shape for p in deeper.flow.plans][-1] == (4, 7, 7)
+    assert len(deeper.flow.plans) == 4 and deeper.zf_dim == 196
+    assert len(tiny_model("mnist-glow", zf_dim=49).flow.plans) == 5

@@ -127,6 +127,7 @@ class MultiScaleGlow(Flow):
         steps_per_level: Glow steps in each level.
         hidden: width of the coupling conditioners.
         logit_alpha: if set, the first layer is the logit transform of [0, 1] pixels.
+        min_levels: number of levels, or more where ``zf_dim`` needs further factor-outs.
     """
 
     def __init__(
@@ -136,10 +137,11 @@ class MultiScaleGlow(Flow):
         steps_per_level: int,
         hidden: int,
         logit_alpha: float | None = 0.05,
+        min_levels: int = 3,
     ):
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.plans = plan_levels(self.input_shape, zf_dim)
+        self.plans = plan_levels(self.input_shape, zf_dim, min_levels)
         self.zf_dim = zf_dim
         self.dim = math.prod(self.input_shape)
         self.aux_dim = self.dim - zf_dim
