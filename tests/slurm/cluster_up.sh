@@ -206,21 +206,18 @@ if ((CONFIG_CHANGED)) && { alive "$RUN/slurmctld.pid" slurmctld || alive "$RUN/s
     log "configuration changed while daemons run: run cluster_down.sh first to apply it"
 fi
 
-if alive "$RUN/slurmctld.pid" slurmctld; then
-    log "slurmctld already running (pid $(cat "$RUN/slurmctld.pid"))"
-else
-    slurmctld -f "$CONF" || die "slurmctld failed to start"
-    mark_started slurmctld
-    log "started slurmctld"
-fi
-
-if alive "$RUN/slurmd.pid" slurmd; then
-    log "slurmd already running (pid $(cat "$RUN/slurmd.pid"))"
-else
-    slurmd -f "$CONF" || die "slurmd failed to start"
-    mark_started slurmd
-    log "started slurmd"
-fi
+# start_daemon NAME: start slurmctld or slurmd with our config unless its pid file names a live one.
+start_daemon() {
+    if alive "$RUN/$1.pid" "$1"; then
+        log "$1 already running (pid $(cat "$RUN/$1.pid"))"
+    else
+        "$1" -f "$CONF" || die "$1 failed to start"
+        mark_started "$1"
+        log "started $1"
+    fi
+}
+start_daemon slurmctld
+start_daemon slurmd
 
 # --- wait for readiness -----------------------------------------------------------------------
 deadline=$((SECONDS + TIMEOUT))
