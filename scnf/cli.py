@@ -71,8 +71,12 @@ def _bench(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="scnf", description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads torch may use (the workflow passes each job's `threads`)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads torch may use (the workflow passes each job's `threads`)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("splits", help="draw and save a label split (indices of labelled objects)")

@@ -74,20 +74,16 @@ class ClassGaussian(ConditionalDensity):
         self.log_scales = nn.Parameter(torch.zeros(num_classes, dim))
 
     def log_prob_all(self, z: Tensor) -> Tensor:
-        diff = (z[:, None, :] - self.means[None]) * torch.exp(-self.log_scales)[None]
-        return (
-            -0.5 * diff.pow(2).sum(-1)
-            - self.log_scales.sum(-1)[None]
-            - 0.5 * self.dim * math.log(2 * math.pi)
-        )
+        return self._gaussian(z[:, None, :], self.means[None], self.log_scales[None])
 
     def log_prob(self, z: Tensor, y: Tensor) -> Tensor:
-        diff = (z - self.means[y]) * torch.exp(-self.log_scales[y])
-        return (
-            -0.5 * diff.pow(2).sum(-1)
-            - self.log_scales[y].sum(-1)
-            - 0.5 * self.dim * math.log(2 * math.pi)
-        )
+        return self._gaussian(z, self.means[y], self.log_scales[y])
+
+    def _gaussian(self, z: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
+        """log N(z; mean, diag(exp(log_scale))^2) summed over the last axis (broadcasts)."""
+        diff = (z - mean) * torch.exp(-log_scale)
+        norm = 0.5 * self.dim * math.log(2 * math.pi)
+        return -0.5 * diff.pow(2).sum(-1) - log_scale.sum(-1) - norm
 
     def sample_latent_to_zf(self, u: Tensor, y: Tensor) -> Tensor:
         return self.means[y] + u * torch.exp(self.log_scales[y])

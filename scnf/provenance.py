@@ -25,6 +25,7 @@ __all__ = ["collect", "git_state", "package_versions", "device_info", "write_jso
 
 _PACKAGES = ("scnf", "torch", "torchvision", "torchdiffeq", "numpy", "matplotlib", "pyyaml")
 _GIT_TIMEOUT_S = 10.0
+COMMIT_ENV = "SCNF_GIT_COMMIT"  # commit of a source copy that has no .git
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -51,17 +52,24 @@ def git_state(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
             package, i.e. the code that actually ran (not the caller's working directory).
 
     Returns:
-        ``{"commit": str | None, "dirty": bool | None}``; both None outside a git checkout.
-        ``dirty`` ignores untracked files: results, logs and caches live in the tree and are
-        not code.
+        ``{"commit": str | None, "dirty": bool | None}``. Outside a git checkout (e.g. a copy of
+        the tree sent to a GPU machine) ``commit`` is the value of ``$SCNF_GIT_COMMIT`` as
+        declared by whoever sent the copy, else None, and ``dirty`` is None.
+        ``dirty`` is True when tracked code or config differs from the commit; it ignores
+        untracked files (logs, caches) and the top-level ``results/`` folder, whose files are
+        the outputs being described, not the code that made them.
     """
     cwd = Path(repo) if repo is not None else Path(__file__).resolve().parent
+    declared = {"commit": os.environ.get(COMMIT_ENV) or None, "dirty": None}
     if not cwd.is_dir():
-        return {"commit": None, "dirty": None}
+        return declared
     commit = _git(["rev-parse", "HEAD"], cwd)
     if not commit:
-        return {"commit": None, "dirty": None}
-    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+        return declared
+    status = _git(
+        ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"],
+        cwd,
+    )
     return {"commit": commit, "dirty": None if status is None else bool(status)}
 
 

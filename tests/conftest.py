@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,6 +15,22 @@ TINY_TOY = dict(flow_steps=2, flow_hidden=16, ffjord_hidden=16, head_steps=2, he
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    """The offline MNIST copy (``$SCNF_DATA_DIR`` or ``<repo>/../shared/data``), verified once."""
+    candidates = [
+        os.environ.get("SCNF_DATA_DIR"),
+        Path(__file__).resolve().parents[2] / "shared/data",
+    ]
+    for cand in candidates:
+        if cand and (Path(cand) / "MNIST" / "raw").is_dir():
+            from scnf.data import verify_mnist
+
+            verify_mnist(cand)
+            return Path(cand)
+    pytest.skip("no offline MNIST copy found ($SCNF_DATA_DIR or ../shared/data)")
 
 
 def perturb_(module: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:

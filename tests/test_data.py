@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,20 +47,6 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SCNF_CACHE_DIR", str(path))
         yield path
-
-
-@pytest.fixture(scope="session")
-def real_dir() -> Path:
-    """The offline MNIST copy (``$SCNF_DATA_DIR`` or ``<repo>/../shared/data``), verified once."""
-    candidates = [
-        os.environ.get("SCNF_DATA_DIR"),
-        Path(__file__).resolve().parents[2] / "shared/data",
-    ]
-    for cand in candidates:
-        if cand and (Path(cand) / "MNIST" / "raw").is_dir():
-            verify_mnist(cand)
-            return Path(cand)
-    pytest.skip("no offline MNIST copy found ($SCNF_DATA_DIR or ../shared/data)")
 
 
 @pytest.fixture(scope="session")

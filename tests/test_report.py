@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 import math
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 import scnf
-from scnf.provenance import collect, write_json
+from scnf.provenance import collect, git_state, write_json
 from scnf.report import (
     build_table,
     count_verdicts,
@@ -330,10 +331,32 @@ def test_provenance_fields() -> None:
     json.dumps(prov)  # JSON-able
 
 
-def test_provenance_outside_git(tmp_path: Path) -> None:
+def test_provenance_outside_git(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("SCNF_GIT_COMMIT", raising=False)
     prov = collect(repo=tmp_path)
     assert prov["commit"] is None and prov["dirty"] is None
     assert collect(repo=tmp_path / "missing")["commit"] is None
+    monkeypatch.setenv("SCNF_GIT_COMMIT", "abc1234")  # a copy sent to a GPU machine
+    assert git_state(tmp_path) == {"commit": "abc1234", "dirty": None}
+
+
+def test_provenance_dirty_means_code_changed_not_results(tmp_path: Path) -> None:
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "scnf").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "scnf" / "model.py").write_text("a = 1\n")
+    (tmp_path / "results" / "table.md").write_text("| 1 |\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_state(tmp_path / "scnf") == {"commit": git_state(tmp_path)["commit"], "dirty": False}
+    (tmp_path / "results" / "table.md").write_text("| 2 |\n")  # regenerated output
+    (tmp_path / "scnf" / "new_untracked.py").write_text("")
+    assert git_state(tmp_path / "scnf")["dirty"] is False
+    (tmp_path / "scnf" / "model.py").write_text("a = 2\n")  # changed code
+    assert git_state(tmp_path / "scnf")["dirty"] is True
 
 
 def test_write_json_atomic(tmp_path: Path) -> None:

@@ -162,8 +162,18 @@ def test_killed_cli_run_resumes(tmp_path: Path, moons_split: Path) -> None:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
-    tmp_path: Path, moons_split: Path, monkeypatch
+@pytest.mark.parametrize(
+    "poisoned_steps,poison_nll,message",
+    [
+        # the loss itself turns NaN from step 7 on: caught at the step-8 checkpoint
+        (range(7, 100), True, "non-finite training loss by step 8"),
+        # only the backward pass of step 8 (a checkpoint step) is NaN: the loss logged for it
+        # is finite, but the weights it leaves are not
+        ([8], False, "non-finite weights by step 8"),
+    ],
+)
+def test_non_finite_run_stops_and_keeps_last_good_checkpoint(
+    tmp_path: Path, moons_split: Path, monkeypatch, poisoned_steps, poison_nll, message
 ) -> None:
     real = loop_mod.semi_supervised_objective
     calls = {"n": 0}
@@ -171,14 +181,15 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         terms = real(*args, **kwargs)
-        if calls["n"] > 6:
-            terms.loss = terms.loss * float("nan")
-            terms.nll = terms.nll * float("nan")
+        if calls["n"] in poisoned_steps:
+            terms.loss = terms.loss * torch.full((), float("nan")).requires_grad_()
+            if poison_nll:
+                terms.nll = terms.nll * float("nan")
         return terms
 
     monkeypatch.setattr(loop_mod, "semi_supervised_objective", poisoned)
     cfg = run_config_from_dict(_cfg(moons_split, epochs=5))
-    with pytest.raises(NonFiniteLossError, match="checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=message):
         train(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert state["step"] == 4

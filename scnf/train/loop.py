@@ -3,7 +3,7 @@
 ``train(cfg, out_dir)`` is idempotent: if ``out_dir`` holds a checkpoint of the
 same config, training resumes from it (model, optimiser, schedule, sampler RNG,
 epoch accumulators) and ends with the same parameters as an uninterrupted run.
-A non-finite loss stops the run before anything is saved, so the last
+A non-finite loss or weight stops the run before anything is saved, so the last
 checkpoint stays the last good one.
 """
 
@@ -38,7 +38,7 @@ from scnf.train.optim import make_optimizer, make_scheduler
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the last checkpoint is kept."""
+    """Training produced a NaN or infinite loss or weight; the last checkpoint is kept."""
 
 
 class _Interrupt(RuntimeError):
@@ -169,7 +169,7 @@ def train(
         bar.update(1)
         end_of_epoch = step % steps_per_epoch == 0 or step == total_steps
         if end_of_epoch or step % t.checkpoint_every == 0:
-            _check_finite(acc, step, out_dir)
+            _check_finite(acc, model, step, out_dir)
         if end_of_epoch:
             epoch = math.ceil(step / steps_per_epoch)
             entry = _epoch_entry(
@@ -230,10 +230,18 @@ def _zero_acc(dev: torch.device) -> dict[str, Any]:
     }
 
 
-def _check_finite(acc: dict[str, Any], step: int, out_dir: Path) -> None:
-    if not torch.isfinite(acc["nll"]):  # one host sync per epoch / checkpoint, not per step
+def _check_finite(acc: dict[str, Any], model: torch.nn.Module, step: int, out_dir: Path) -> None:
+    """Stop before a checkpoint could store a diverged model.
+
+    Checks the accumulated loss and the weights themselves: a NaN gradient under a still
+    finite loss (e.g. an overflow in the backward pass) poisons the weights one step before
+    any loss shows it. One host sync per epoch / checkpoint, not per step.
+    """
+    finite = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+    if not bool(torch.isfinite(acc["nll"]) & finite):
+        what = "training loss" if not torch.isfinite(acc["nll"]) else "weights"
         raise NonFiniteLossError(
-            f"non-finite training loss by step {step}; stopping without saving. The last good "
+            f"non-finite {what} by step {step}; stopping without saving. The last good "
             f"checkpoint is {out_dir / CHECKPOINT} (if any). Lower train.lr, add "
             "train.warmup_steps or set train.grad_clip."
         )
