@@ -42,6 +42,7 @@ import yaml
 START = time.perf_counter()
 ANCHOR_IMAGES_PER_S = 820.0  # authors' code, bare training step, same H200 (shared/reference)
 TMP = Path(tempfile.mkdtemp(prefix="gpu-session-"))
+TINY_MODEL = dict(steps_per_level=1, hidden=16, head_steps=2, head_hidden=32)  # --tiny
 LOG_FILE: Path | None = None
 
 
@@ -78,7 +79,7 @@ def bench(name: str, args: list[str], timeout: float) -> dict | None:
     return json.loads(out.read_text())
 
 
-def bpd_check(tiny: bool) -> dict:
+def bpd_check(model_overrides: dict) -> dict:
     """bits/dim of the training objective in bf16 autocast vs fp32, same weights and batch."""
     import scnf
     from scnf.data import bits_per_dim
@@ -86,8 +87,7 @@ def bpd_check(tiny: bool) -> dict:
 
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    kw = dict(steps_per_level=1, hidden=16, head_steps=2, head_hidden=32) if tiny else {}
-    model = scnf.make_model("mnist-glow", **kw).to(dev)
+    model = scnf.make_model("mnist-glow", **model_overrides).to(dev)
     noise = torch.rand(256, 1, 28, 28, device=dev)
     x = (torch.randint(0, 256, (256, 1, 28, 28), device=dev) + noise) / 256
     y = torch.randint(10, (85,), device=dev)
@@ -176,7 +176,7 @@ def train_config(a: argparse.Namespace, split: Path, steps: int, best: str, mode
         "preset": "mnist-glow",
         "seed": 0,
         "split": str(split),
-        "model": dict(steps_per_level=1, hidden=16, head_steps=2, head_hidden=32) if a.tiny else {},
+        "model": dict(TINY_MODEL) if a.tiny else {},
         "data": {"dir": a.data_dir, "num_test": 500 if a.tiny else None},
         "train": {
             "mode": "sgd",
@@ -226,7 +226,7 @@ def main() -> None:
     common = ["--preset", "mnist-glow", "--batch-size", "32" if a.tiny else "256"]
     common += ["--steps", "2" if a.tiny else "15", "--warmup", "1" if a.tiny else "3"]
     if a.tiny:
-        common += ["--model", "steps_per_level=1", "hidden=16", "head_steps=2", "head_hidden=32"]
+        common += ["--model", *(f"{k}={v}" for k, v in TINY_MODEL.items())]
     results: dict = {}
 
     def spare() -> float:  # seconds phases 1-4 may still use
@@ -249,7 +249,7 @@ def main() -> None:
         results[name] = bench(name, args, min(200.0, spare() - 45))
     compile_cost = time.perf_counter() - compile_start
     # 3. precision check
-    session["bpd_check"] = bpd_check(a.tiny)
+    session["bpd_check"] = bpd_check(TINY_MODEL if a.tiny else {})
     log(f"bpd check: {session['bpd_check']}")
     # 4. two processes sharing the device
     if spare() > 40:

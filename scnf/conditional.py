@@ -33,6 +33,10 @@ class ConditionalDensity(nn.Module):
     def log_prob_all(self, z: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def sample_latent_to_zf(self, u: Tensor, y: Tensor) -> Tensor:
+        """Map a N(0, I) draw u to z_f ~ p(z_f | y) (used by ``SCNF.sample``)."""
+        raise NotImplementedError
+
 
 class ConditionalGlow(ConditionalDensity):
     """Conditional Glow on flat z_f: ActNorm -> LU linear -> conditional affine coupling."""

@@ -18,14 +18,15 @@ import torch
 from torch import Tensor, nn
 
 from scnf.conditional import ConditionalDensity
-from scnf.layers import Flow, standard_normal_logprob
+from scnf.layers import Flow, split_channels, standard_normal_logprob
 
 
 class SCNF(nn.Module):
     """Semi-conditional normalizing flow.
 
     Args:
-        flow: f_w, mapping x to a flat z = [z_aux | z_f] (``flow.zf_dim`` last entries are z_f).
+        flow: f_w, mapping x to a flat z = [z_aux | z_f] (the last ``flow.zf_dim`` entries are
+            z_f, the first ``flow.aux_dim`` are z_aux).
         head: h_phi, a ``ConditionalDensity`` on z_f.
         class_prior: p(y) as K probabilities; uniform if omitted (the paper's choice).
     """
@@ -41,7 +42,9 @@ class SCNF(nn.Module):
         ):
             raise ValueError(f"class_prior must be {k} probabilities summing to 1, got {prior}")
         self.register_buffer("log_prior", prior.float().log())
-        self.zf_dim = head.dim
+        if head.dim != flow.zf_dim:
+            raise ValueError(f"h_phi models {head.dim} dims but f_w's z_f has {flow.zf_dim}")
+        self.zf_dim = flow.zf_dim
 
     @property
     def num_classes(self) -> int:
@@ -50,13 +53,13 @@ class SCNF(nn.Module):
     def _encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """One pass of f_w: z_f and the class-independent part log|det| + log N(z_aux)."""
         z, logdet = self.flow(x)
-        z_aux, z_f = z[:, : z.shape[1] - self.zf_dim], z[:, z.shape[1] - self.zf_dim :]
+        z_aux, z_f = split_channels(z, self.zf_dim)
         return z_f, logdet + standard_normal_logprob(z_aux)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x -> (z_f, z_aux), both flat: (B, zf_dim) and (B, D - zf_dim)."""
-        z, _ = self.flow(x)
-        return z[:, z.shape[1] - self.zf_dim :], z[:, : z.shape[1] - self.zf_dim]
+        z_aux, z_f = split_channels(self.flow(x)[0], self.zf_dim)
+        return z_f, z_aux
 
     def decode(self, z_f: Tensor, z_aux: Tensor) -> Tensor:
         """(z_f, z_aux) -> x = f_w^{-1}([z_aux | z_f]). Fig. 2 passes z_aux = 0."""
@@ -87,6 +90,5 @@ class SCNF(nn.Module):
         dev = self.log_prior.device
         u = temperature * torch.randn(b, self.zf_dim, device=dev)
         z_f = self.head.sample_latent_to_zf(u, y)
-        aux_dim = getattr(self.flow, "aux_dim", 0)
-        z_aux = temperature * torch.randn(b, aux_dim, device=dev)
+        z_aux = temperature * torch.randn(b, self.flow.aux_dim, device=dev)
         return self.decode(z_f, z_aux)

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from scnf.conditional import ClassGaussian, ConditionalDensity, ConditionalGlow
 from scnf.flows import FFJORD, MultiScaleGlow, VectorGlow
 from scnf.layers import Flow
@@ -88,10 +86,8 @@ def make_model(preset: str, **overrides: Any) -> SCNF:
     opts.update(overrides)
     family, flow_kind, head_kind = PRESETS[preset]
     flow = _make_flow(family, flow_kind, opts)
-    zf_dim = flow.zf_dim if isinstance(flow, MultiScaleGlow) else 2
-    head = _make_head(head_kind, zf_dim, opts)
-    prior = None if opts["class_prior"] is None else torch.tensor(opts["class_prior"])
-    return SCNF(flow, head, prior)
+    head = _make_head(head_kind, flow.zf_dim, opts)
+    return SCNF(flow, head, opts["class_prior"])
 
 
 def _make_flow(family: str, kind: str, o: dict[str, Any]) -> Flow:

@@ -243,6 +243,27 @@ def test_learning_happens_on_moons(tmp_path: Path, moons_split: Path) -> None:
     assert result["test_nll"] < 2.0
 
 
+def test_progress_bar_toggle_resumes_instead_of_restarting(
+    tmp_path: Path, moons_split: Path, capsys
+) -> None:
+    with pytest.raises(loop_mod._Interrupt):
+        train(run_config_from_dict(_cfg(moons_split, epochs=1)), tmp_path, stop_after_step=4)
+    train(run_config_from_dict(_cfg(moons_split, epochs=1, progress=True)), tmp_path)
+    assert "resuming" in capsys.readouterr().err
+    assert not list(tmp_path.glob("superseded-*"))
+
+
+def test_fresh_start_does_not_append_to_a_stale_log(tmp_path: Path, moons_split: Path) -> None:
+    """A run killed after logging an epoch but before its first checkpoint starts afresh."""
+    cfg = run_config_from_dict(_cfg(moons_split, epochs=2))
+    train(cfg, tmp_path)
+    for name in ("checkpoint.pt", "model.pt", "train_metrics.json"):
+        (tmp_path / name).unlink()
+    train(cfg, tmp_path)
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log] == [1, 2]
+
+
 def test_changed_config_sets_old_run_aside(tmp_path: Path, moons_split: Path) -> None:
     cfg = run_config_from_dict(_cfg(moons_split, epochs=1))
     with pytest.raises(loop_mod._Interrupt):

@@ -43,11 +43,9 @@ class _Dynamics(nn.Module):
     def __init__(self, net: ODENet):
         super().__init__()
         self.net = net
-        self.num_evals = 0
 
     def forward(self, t: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         z = state[0]
-        self.num_evals += 1
         # Keep the graph only when the caller differentiates (training, Jacobian tests).
         build_graph = torch.is_grad_enabled()
         with torch.enable_grad():
@@ -90,6 +88,7 @@ class FFJORD(Flow):
         super().__init__()
         self.dynamics = _Dynamics(ODENet(dim, hidden, num_layers))
         self.dim = dim
+        self.zf_dim, self.aux_dim = dim, 0  # as f_w of the toy data, all of z is z_f
         self.end_time = end_time
         self.method, self.atol, self.rtol, self.adjoint = method, atol, rtol, adjoint
 

@@ -30,23 +30,24 @@ from scnf.layers import (
 from scnf.nets import MLP, ConvNet
 
 
+def glow_step(channels: int, mask: Tensor, net: nn.Module) -> FlowSequence:
+    """ActNorm -> LU 1x1 conv -> affine coupling (``mask`` picks the conditioning half)."""
+    return FlowSequence([ActNorm(channels), InvertibleLinear(channels), AffineCoupling(mask, net)])
+
+
 def vector_glow_step(
     dim: int, hidden: int, num_layers: int, parity: int, context_dim: int = 0
 ) -> FlowSequence:
     """One Glow step on (B, dim) vectors; the conditioner is an MLP."""
-    mask = channel_mask((dim,), parity)
     net = MLP(dim, 2 * dim, hidden, num_layers, context_dim)
-    return FlowSequence([ActNorm(dim), InvertibleLinear(dim), AffineCoupling(mask, net)])
+    return glow_step(dim, channel_mask((dim,), parity), net)
 
 
-def image_glow_step(
-    shape: tuple[int, int, int], hidden: int, parity: int, context_dim: int = 0
-) -> FlowSequence:
+def image_glow_step(shape: tuple[int, int, int], hidden: int, parity: int) -> FlowSequence:
     """One Glow step on (B, C, H, W); channel-split coupling, checkerboard when C = 1."""
     c = shape[0]
     mask = channel_mask(shape, parity) if c > 1 else checkerboard_mask(shape, parity)
-    net = ConvNet(c, 2 * c, hidden, context_dim)
-    return FlowSequence([ActNorm(c), InvertibleLinear(c), AffineCoupling(mask, net)])
+    return glow_step(c, mask, ConvNet(c, 2 * c, hidden))
 
 
 class VectorGlow(FlowSequence):
@@ -65,6 +66,7 @@ class VectorGlow(FlowSequence):
             vector_glow_step(dim, hidden, num_layers, i % 2, context_dim) for i in range(num_steps)
         )
         self.dim = dim
+        self.zf_dim, self.aux_dim = dim, 0  # as the toy f_w, all of z is z_f
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,10 @@ class MultiScaleGlow(Flow):
         self.final_shape = self.plans[-1].shape
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        logdet = x.new_zeros(x.shape[0])
         if self.preprocess is not None:
             x, logdet = self.preprocess(x)
+        else:
+            logdet = x.new_zeros(x.shape[0])
         pieces = []
         for plan, level in zip(self.plans, self.levels):
             if plan.split:

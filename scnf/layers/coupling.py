@@ -63,14 +63,16 @@ class AffineCoupling(Flow):
         m = self.mask
         x_cond = x * m
         s, t = self._scale_shift(x_cond, context)
-        z = x_cond + (1 - m) * ((x + t) * torch.sigmoid(s))
-        logdet = sum_except_batch((1 - m) * F.logsigmoid(s))
+        free = 1 - m
+        z = x_cond + free * ((x + t) * torch.sigmoid(s))
+        logdet = sum_except_batch(free * F.logsigmoid(s))
         return z, logdet
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         m = self.mask
         z_cond = z * m
         s, t = self._scale_shift(z_cond, context)
-        x = z_cond + (1 - m) * (z * torch.exp(-F.logsigmoid(s)) - t)
-        logdet = -sum_except_batch((1 - m) * F.logsigmoid(s))
+        free, log_scale = 1 - m, F.logsigmoid(s)
+        x = z_cond + free * (z * torch.exp(-log_scale) - t)
+        logdet = -sum_except_batch(free * log_scale)
         return x, logdet

@@ -51,7 +51,7 @@ class InvertibleLinear(Flow):
             return x @ w.T
         if x.dim() == 4:
             return F.conv2d(x, w[:, :, None, None])
-        return torch.einsum("ij,bj...->bi...", w, x)
+        raise ValueError(f"InvertibleLinear takes (B, C) or (B, C, H, W), got {tuple(x.shape)}")
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         # Never autocast to bf16: log|det W| = sum(log|s|) is exact only for the map actually

@@ -77,7 +77,7 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
     cfg_path = out_dir / RUN_CONFIG
     if (out_dir / CHECKPOINT).is_file():
         try:
-            same = load_run_config(cfg_path).to_dict() == cfg.to_dict()
+            same = _what_is_trained(load_run_config(cfg_path)) == _what_is_trained(cfg)
         except (ValueError, OSError):
             same = False
         if not same:
@@ -89,6 +89,13 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
                     (out_dir / name).rename(aside / name)
             print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
     cfg_path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def _what_is_trained(cfg: RunConfig) -> dict[str, Any]:
+    """The config minus display-only keys: toggling the progress bar must not restart a run."""
+    d = cfg.to_dict()
+    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
+    return d
 
 
 def train(
@@ -119,15 +126,16 @@ def train(
     scheduler = make_scheduler(optimizer, t, total_steps)
 
     state = load_checkpoint(out_dir / CHECKPOINT, dev)
-    step, log, acc, elapsed = 0, [], _zero_acc(dev), 0.0
+    step, log, acc, elapsed, epoch_elapsed = 0, [], _zero_acc(dev), 0.0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         sampler.generator.set_state(state["sampler_rng"].cpu())
         step, log, acc, elapsed = state["step"], state["log"], state["acc"], state["elapsed"]
-        _write_log(out_dir, log)
+        epoch_elapsed = state.get("epoch_elapsed", 0.0)
         print(f"resuming {out_dir} from step {step}/{total_steps}", file=sys.stderr)
+    _write_log(out_dir, log)  # epochs logged after the checkpoint (or without one) rerun
 
     def objective(x: torch.Tensor, y: torch.Tensor):
         with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
@@ -145,7 +153,8 @@ def train(
         dynamic_ncols=True,
         desc=cfg.name or cfg.preset,
     )
-    epoch_start, start = time.perf_counter(), time.perf_counter() - elapsed
+    epoch_start = time.perf_counter() - epoch_elapsed
+    start = time.perf_counter() - elapsed
     while step < total_steps:
         if use_compile and step >= 1 and step_fn is objective:
             # After the eager step that initialised ActNorm (a data-dependent branch).
@@ -196,6 +205,7 @@ def train(
                     "log": log,
                     "acc": acc,
                     "elapsed": time.perf_counter() - start,
+                    "epoch_elapsed": time.perf_counter() - epoch_start,
                 },
                 out_dir / CHECKPOINT,
             )
@@ -237,9 +247,10 @@ def _check_finite(acc: dict[str, Any], model: torch.nn.Module, step: int, out_di
     finite loss (e.g. an overflow in the backward pass) poisons the weights one step before
     any loss shows it. One host sync per epoch / checkpoint, not per step.
     """
-    finite = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
-    if not bool(torch.isfinite(acc["nll"]) & finite):
-        what = "training loss" if not torch.isfinite(acc["nll"]) else "weights"
+    loss_ok = torch.isfinite(acc["nll"])
+    weights_ok = torch.stack([p.isfinite().all() for p in model.parameters()]).all()
+    if not bool(loss_ok & weights_ok):
+        what = "weights" if loss_ok else "training loss"
         raise NonFiniteLossError(
             f"non-finite {what} by step {step}; stopping without saving. The last good "
             f"checkpoint is {out_dir / CHECKPOINT} (if any). Lower train.lr, add "
@@ -274,5 +285,5 @@ def _append_log(out_dir: Path, entry: dict[str, Any]) -> None:
 
 
 def _write_log(out_dir: Path, log: list[dict[str, Any]]) -> None:
-    """Rewrite the log from the checkpoint, dropping epochs logged after it (they will rerun)."""
+    """Rewrite the log as of the checkpoint (empty without one): later epochs will rerun."""
     (out_dir / TRAIN_LOG).write_text("".join(json.dumps(e) + "\n" for e in log))
