@@ -8,7 +8,7 @@
 
 from snakemake.utils import min_version, validate
 
-min_version("8.0")
+min_version("9.0")
 
 
 configfile: "config/config.yaml"

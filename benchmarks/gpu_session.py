@@ -111,7 +111,7 @@ def shared_throughput(common: list[str], timeout: float) -> dict | None:
         subprocess.Popen(
             scnf_cmd("bench", *args, "--json", str(o)),
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
         )
         for o in outs
     ]
@@ -200,6 +200,11 @@ def train_config(a: argparse.Namespace, split: Path, steps: int, best: str, mode
     }
 
 
+def write_session(out: Path, session: dict) -> None:
+    session["total_wall_s"] = time.perf_counter() - START
+    (out / "session.json").write_text(json.dumps(session, indent=1, default=str))
+
+
 def main() -> None:
     global LOG_FILE
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -256,9 +261,13 @@ def main() -> None:
         results["shared-2x-bf16"] = shared_throughput(common, spare())
     session["bench"] = results
     session["targets"] = targets(results, session["bpd_check"])
+    write_session(a.out, session)  # phases 1-4 are kept even if phase 5 fails
 
     # 5. short-schedule training sized to the time left
     timed = {k: v for k, v in results.items() if v and "train_step_ms" in v}
+    if not timed:
+        log("phase 5 skipped: no benchmark produced a step time")
+        return
     best = min(timed, key=lambda k: timed[k]["train_step_ms"])
     step_s = timed[best]["train_step_ms"] / 1e3
     overhead = 45 + (compile_cost if best.startswith("compiled") else 0)  # data, eval, compile
@@ -299,8 +308,7 @@ def main() -> None:
     }
     for f in ["checkpoint.pt", "model.pt"]:
         (run / f).unlink(missing_ok=True)  # too big to send back
-    session["total_wall_s"] = time.perf_counter() - START
-    (a.out / "session.json").write_text(json.dumps(session, indent=1, default=str))
+    write_session(a.out, session)
     log(stdout[-500:] + stderr[-1500:])
     log("targets: " + json.dumps({k: v["met"] for k, v in session["targets"].items()}))
 

@@ -22,7 +22,9 @@ from typing import Any
 
 import torch
 
+from scnf.data import dequantize
 from scnf.presets import PRESETS, make_model
+from scnf.train.batches import labelled_count
 from scnf.train.config import TrainConfig
 from scnf.train.loop import configure_precision, resolve_device
 from scnf.train.objective import semi_supervised_objective
@@ -73,8 +75,8 @@ def _timer(device: torch.device) -> Callable[[], float]:
 
 def _inputs(model, batch: int, device: torch.device) -> torch.Tensor:
     if hasattr(model.flow, "input_shape"):
-        raw = torch.randint(0, 256, (batch, *model.flow.input_shape), device=device)
-        return (raw + torch.rand(raw.shape, device=device)) / 256.0
+        shape = (batch, *model.flow.input_shape)
+        return dequantize(torch.randint(0, 256, shape, dtype=torch.uint8, device=device))
     return torch.randn(batch, 2, device=device)
 
 
@@ -103,14 +105,15 @@ def _interleaved_medians(
 
 def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     dev = resolve_device(args.device)
-    t = TrainConfig(precision=args.precision, compile=args.compile, batch_size=args.batch_size)
+    t = TrainConfig(precision=args.precision)
     autocast = configure_precision(t, dev)
     torch.manual_seed(0)
-    model = make_model(args.preset, **_parse_overrides(args.model)).to(dev)
+    overrides = _parse_overrides(args.model)
+    model = make_model(args.preset, **overrides).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     opt = make_optimizer(model, t)
     x = _inputs(model, args.batch_size, dev)
-    n_lab = max(1, round(args.labelled_fraction * args.batch_size))
+    n_lab = labelled_count(args.batch_size, args.labelled_fraction)
     y = torch.randint(model.num_classes, (n_lab,), device=dev)
     now = _timer(dev)
 
@@ -175,7 +178,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
             )
     result.update(
         preset=args.preset,
-        model_overrides=_parse_overrides(args.model),
+        model_overrides=overrides,
         parameters=n_params,
         batch_size=args.batch_size,
         labelled_per_batch=n_lab,

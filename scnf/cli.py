@@ -12,14 +12,21 @@ from pathlib import Path
 
 
 def _splits(args: argparse.Namespace) -> None:
-    from scnf.data import load_mnist, make_label_split, make_toy, save_split
+    from scnf.data import (
+        MNIST_PER_CLASS,
+        TOY_PER_CLASS,
+        load_mnist,
+        make_label_split,
+        make_toy,
+        save_split,
+    )
 
     if args.dataset == "mnist":
         _, labels = load_mnist(args.data_dir, train=True, download=args.download)
-        per_class = args.per_class or 10
+        per_class = args.per_class or MNIST_PER_CLASS
     else:
         _, labels = make_toy(args.dataset, "train")
-        per_class = args.per_class or 5
+        per_class = args.per_class or TOY_PER_CLASS
     idx = make_label_split(labels, per_class, args.seed)
     save_split(args.out, idx, labels, args.seed, args.dataset)
     print(f"wrote {args.out}: {len(idx)} labelled of {len(labels)}")
@@ -32,7 +39,10 @@ def _train(args: argparse.Namespace) -> None:
     cfg = load_run_config(args.config)
     if args.no_progress:
         cfg.train.progress = False
-    result = train(cfg, args.out, device=args.device)
+    result = train(cfg, args.out, device=args.device, final_eval=not args.no_final_eval)
+    if args.no_final_eval:
+        print(f"done: {result['steps']} steps, {result['train_wall_s']:.1f} s")
+        return
     print(
         f"done: test error {result['test_error']:.2f}%, test NLL {result['test_nll']:.4f} nats"
         + (f", {result['test_bpd']:.4f} bits/dim" if result["test_bpd"] is not None else "")
@@ -103,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides train.device of the config",
     )
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument(
+        "--no-final-eval",
+        action="store_true",
+        help="skip the test-set evaluation at the end (the workflow runs `evaluate` instead)",
+    )
     s.set_defaults(func=_train)
 
     s = sub.add_parser("evaluate", help="test error, train error, NLL and bits/dim of a run")

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from scnf.data import bits_per_dim
 from scnf.model import SCNF
-from scnf.presets import PRESETS
+from scnf.presets import PRESETS, preset_options
 from scnf.train.batches import SemiSupervisedData, load_data
 from scnf.train.checkpoint import load_trained
 
@@ -70,7 +70,7 @@ def evaluate_model(model: SCNF, data: SemiSupervisedData, batch_size: int = 512)
 def run_summary(cfg: Any) -> dict[str, Any]:
     """The keys that place a run in the paper's tables."""
     _, f, h = PRESETS[cfg.preset]
-    zf = cfg.model.get("zf_dim", 196) if cfg.dataset == "mnist" else 2
+    zf = {**preset_options(cfg.preset), **cfg.model}.get("zf_dim", 2)  # toy: z_f is all of z
     return {
         "dataset": cfg.dataset,
         "preset": cfg.preset,

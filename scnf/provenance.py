@@ -149,7 +149,7 @@ def collect(
     return record
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as indented JSON, atomically.
 
     The text goes to a temporary file in the same directory, is flushed to disk, then renamed
@@ -162,7 +162,7 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, default=str)
+            json.dump(obj, fh, indent=indent, default=str)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())

@@ -264,6 +264,13 @@ def test_fresh_start_does_not_append_to_a_stale_log(tmp_path: Path, moons_split:
     assert [e["epoch"] for e in log] == [1, 2]
 
 
+def test_final_eval_can_be_left_to_the_evaluate_step(tmp_path: Path, moons_split: Path) -> None:
+    result = train(run_config_from_dict(_cfg(moons_split, epochs=1)), tmp_path, final_eval=False)
+    assert "test_error" not in result and result["epochs"] == 1.0
+    saved = json.loads((tmp_path / "train_metrics.json").read_text())
+    assert "test_error" not in saved and (tmp_path / "model.pt").is_file()
+
+
 def test_changed_config_sets_old_run_aside(tmp_path: Path, moons_split: Path) -> None:
     cfg = run_config_from_dict(_cfg(moons_split, epochs=1))
     with pytest.raises(loop_mod._Interrupt):

@@ -16,12 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from scnf.provenance import write_json
 
 MNIST_PER_CLASS: int = 10
 TOY_PER_CLASS: int = 5
@@ -108,17 +109,7 @@ def save_split(
         "class_counts": counts,
         "sha256": index_sha256(idx),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, record, indent=1)
 
 
 def _check(record: Any, labels: np.ndarray | None) -> str | None:

@@ -109,7 +109,8 @@ def write_report(
         "",
         f"- config: `{config_name}`",
         f"- commit: {_commit(provenance)}",
-        f"- hardware: {_hardware(provenance)}",
+        f"- hardware of the report step: {_hardware(provenance)}"
+        " (each run's own is in its metrics.json)",
         f"- date (UTC): {provenance.get('timestamp_utc', 'unknown')}",
         "",
         "## Summary",

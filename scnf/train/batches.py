@@ -43,10 +43,6 @@ class SemiSupervisedData:
         """Raw values -> the model's input space ([0, 1] dequantised pixels, or 2-D points)."""
         return dequantize(raw, generator) if self.image else raw
 
-    def class_frequencies(self, num_classes: int) -> list[float]:
-        counts = torch.bincount(self.y_lab.cpu(), minlength=num_classes).double()
-        return (counts / counts.sum()).tolist()
-
 
 def load_data(cfg: RunConfig, device: torch.device) -> SemiSupervisedData:
     """Read the data set and the label split named in ``cfg``; put everything on ``device``."""
@@ -81,6 +77,11 @@ def load_data(cfg: RunConfig, device: torch.device) -> SemiSupervisedData:
     )
 
 
+def labelled_count(batch_size: int, labelled_fraction: float) -> int:
+    """Labelled rows per batch: the fraction rounded, at least one and one unlabelled row."""
+    return min(batch_size - 1, max(1, round(labelled_fraction * batch_size)))
+
+
 class BatchSampler:
     """Draws batches [labelled rows | unlabelled rows] with replacement, on the data's device."""
 
@@ -89,7 +90,7 @@ class BatchSampler:
     ):
         self.data = data
         self.batch_size = batch_size
-        self.n_lab = min(batch_size - 1, max(1, round(labelled_fraction * batch_size)))
+        self.n_lab = labelled_count(batch_size, labelled_fraction)
         self.generator = torch.Generator(device=data.x_lab.device)
         self.generator.manual_seed(seed)
 

@@ -37,11 +37,8 @@ def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:
     return torch.load(path, map_location=device, weights_only=False)
 
 
-def build_model(cfg: RunConfig, class_prior: list[float] | None = None) -> SCNF:
-    overrides = dict(cfg.model)
-    if class_prior is not None and "class_prior" not in overrides:
-        overrides["class_prior"] = class_prior
-    return make_model(cfg.preset, **overrides)
+def build_model(cfg: RunConfig) -> SCNF:
+    return make_model(cfg.preset, **cfg.model)
 
 
 def load_trained(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[SCNF, RunConfig]:

@@ -103,8 +103,13 @@ def train(
     out_dir: str | Path,
     device: str | None = None,
     stop_after_step: int | None = None,
+    final_eval: bool = True,
 ) -> dict[str, Any]:
-    """Train the run described by ``cfg`` into ``out_dir``; return the final metrics."""
+    """Train the run described by ``cfg`` into ``out_dir``; return the final metrics.
+
+    ``final_eval=False`` skips the test-set evaluation at the end, for callers (the workflow)
+    that run ``scnf evaluate`` as a step of its own.
+    """
     from scnf.provenance import collect, write_json
 
     t = cfg.train
@@ -215,7 +220,7 @@ def train(
 
     wall = time.perf_counter() - start
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
-    metrics = evaluate_model(model, data, cfg.eval.batch_size)
+    metrics = evaluate_model(model, data, cfg.eval.batch_size) if final_eval else {}
     result = {
         "run": run_summary(cfg),
         "steps": step,

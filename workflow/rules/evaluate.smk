@@ -48,6 +48,7 @@ rule reconstruct:
     params:
         run_dir=lambda wildcards, input: os.path.dirname(input.model),
         num_images=config["fig2"]["num_images"],
+        device=config["device"],
     threads: rule_resource("reconstruct", "threads")
     resources:
         **job_resources("reconstruct"),
@@ -55,7 +56,7 @@ rule reconstruct:
         "../envs/scnf.yaml"
     shell:
         "python -m scnf --threads {threads} reconstruct --run {params.run_dir} --out {output}"
-        " --num-images {params.num_images} > {log} 2>&1"
+        " --num-images {params.num_images} --device {params.device} > {log} 2>&1"
 
 
 rule toy_plots:

@@ -9,6 +9,7 @@ rule splits:
         os.path.join(LOGS, "splits/{dataset}/seed{seed}.log"),
     params:
         data_dir=config["data_dir"],
+        download="--download" if config["download"] else "",
     threads: rule_resource("splits", "threads")
     resources:
         **job_resources("splits"),
@@ -16,4 +17,4 @@ rule splits:
         "../envs/scnf.yaml"
     shell:
         "python -m scnf --threads {threads} splits --dataset {wildcards.dataset} --seed {wildcards.seed}"
-        " --out {output} --data-dir {params.data_dir} > {log} 2>&1"
+        " --out {output} --data-dir {params.data_dir} {params.download} > {log} 2>&1"
