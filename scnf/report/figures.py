@@ -1,4 +1,5 @@
-"""Figures: Fig. 2 (reconstructions from z_f only) and the toy density / decision-region plots.
+"""Figures: Fig. 2 (reconstructions from z_f only), the toy density / decision-region plots and
+the training curves of the monitored (non-test) metrics.
 
 Matplotlib runs on the non-interactive Agg backend (set on the figure's canvas, not globally), so
 the functions work on headless cluster nodes and do not change the caller's backend.
@@ -13,11 +14,12 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+from pandas import DataFrame
 from torch import Tensor
 
 from scnf.model import SCNF
 
-__all__ = ["grid_limits", "plot_fig2", "plot_toy"]
+__all__ = ["grid_limits", "plot_curves", "plot_fig2", "plot_toy"]
 
 _CLASS_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
 
@@ -84,6 +86,52 @@ def plot_fig2(recon_paths: list[Path], out_png: Path, max_images: int = 10) -> N
                 spine.set_visible(False)
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     fig.subplots_adjust(left=1.0 / (n + 1.2), right=0.99, top=0.97, bottom=0.03, wspace=0.05)
+    _save(fig, out_png)
+
+
+_MONITOR_LABELS = {
+    "mon_heldout_error": "held-out error (%)",
+    "mon_heldout_nll": "held-out NLL (nats)",
+    "mon_heldout_bpd": "held-out bits/dim",
+    "mon_labelled_error": "labelled training error (%)",
+}
+
+
+def plot_curves(curves: DataFrame, out_png: Path, title: str = "") -> None:
+    """Monitored metrics against optimiser steps: a panel per (dataset, metric), a colour per
+    variant, one thin line per seed.
+
+    ``curves`` is ``scnf.report.runs.collect_curves``'s long table (columns ``dataset``,
+    ``variant``, ``seed``, ``step`` and ``mon_*``). Only non-test monitors are logged during
+    training, so the curves show convergence without looking at the test set. An empty table
+    gives a figure saying that no curves were logged.
+    """
+    metrics = [m for m in _MONITOR_LABELS if m in curves.columns and curves[m].notna().any()]
+    datasets = sorted(curves["dataset"].unique()) if not curves.empty else []
+    if not metrics or not datasets:
+        fig = Figure(figsize=(5, 1.5))
+        fig.text(0.5, 0.5, "no monitored metrics logged", ha="center", va="center")
+        _save(fig, out_png)
+        return
+    fig = Figure(figsize=(4.2 * len(metrics), 3.2 * len(datasets) + 0.6), layout="constrained")
+    axes = fig.subplots(len(datasets), len(metrics), squeeze=False)
+    variants = sorted(curves["variant"].unique())
+    colours = {v: f"C{i % 10}" for i, v in enumerate(variants)}
+    for r, dataset in enumerate(datasets):
+        part = curves[curves["dataset"] == dataset]
+        for c, metric in enumerate(metrics):
+            ax = axes[r][c]
+            for (variant, _seed), run in part.groupby(["variant", "seed"], sort=True):
+                run = run.dropna(subset=[metric]).sort_values("step")
+                ax.plot(run["step"], run[metric], lw=0.9, alpha=0.8, color=colours[variant])
+            ax.set_title(f"{dataset}: {_MONITOR_LABELS[metric]}", fontsize=9)
+            ax.set_xlabel("optimiser step", fontsize=8)
+            ax.tick_params(labelsize=7)
+    handles = [axes[0][0].plot([], [], color=colours[v], label=v)[0] for v in variants]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(variants), 6),
+               fontsize=8)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10)
     _save(fig, out_png)
 
 

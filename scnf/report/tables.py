@@ -1,36 +1,29 @@
-"""Paper-vs-measured tables: Tables 1-3 of Atanov et al. (2019) next to this replication.
+"""Paper-vs-measured tables: Tables 1-3 of Atanov et al. (2019) beside this replication.
 
-Input: one ``metrics.json`` per training run (see ``scnf.evaluate``), each with a ``run`` block
-(dataset, preset, f, h, mode, clf_weight, zf_dim, seed) and the measured numbers. Every run is
-mapped to at most one row of each table by an explicit key function; runs of one row are summarised
-over seeds and compared with the published mean and standard deviation.
-
-Statistics. Ours: mean and *sample* standard deviation (ddof = 1, the unbiased variance) over the
-seeds, 0 for a single seed. The paper reports mean and std over 3 label splits.
-
-Verdict (``verdict``): the two *means* are compared, each with its standard error (std / sqrt(n);
-the paper's n is ``PAPER_SEEDS`` = 3): "reproduced" when
-``|ours - paper| <= 2 * sqrt(paper_std**2 / 3 + ours_std**2 / n + floor**2)``, i.e. the difference
-is within two combined standard errors, so a noisy result is not let through by its own spread;
-the absolute ``floor`` (``FLOORS``: 0.5 percentage points of error, 0.02 nats of NLL, 0.01
-bits/dim) keeps rows whose published std is 0.0 (or absent, as in Table 3) from demanding an
-exact match. "not reproduced" otherwise; "not run" when no run
-matches the row (or the paper gives no value to compare to).
+Input: ``runs.csv`` (``scnf.report.runs``), one row per run. Each table maps a run to at most
+one paper row by an explicit key function; the runs of one row must share one configuration
+(every identity column of ``runs.identity_columns`` but the seed: model sizes, training
+settings, data sizes, mode, L_clf weight, z_f), otherwise the table refuses, naming the keys
+that differ, rather than average different protocols. Ours: mean and sample std (ddof = 1)
+over seeds; the verdict per cell is ``scnf.report.verdict.verdict``.
 """
 
 from __future__ import annotations
 
-import csv
+import hashlib
 import json
 import logging
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
+
+from scnf.report.runs import IDENTITY_PREFIX, identity_columns, read_runs
+from scnf.report.verdict import FLOORS, VERDICTS, verdict
 
 __all__ = [
     "FLOORS",
@@ -40,43 +33,38 @@ __all__ = [
     "build_table",
     "diff_in_paper_std",
     "format_table",
-    "load_metrics",
     "load_paper_results",
     "match_runs",
     "summarise",
-    "verdict",
     "write_table",
 ]
 
 log = logging.getLogger(__name__)
 
-VERDICTS: tuple[str, ...] = ("reproduced", "not reproduced", "not run")
-
 
 @dataclass(frozen=True)
 class Metric:
-    """A compared metric: its ``metrics.json`` field, verdict floor and how it is printed."""
+    """A compared metric: its ``runs.csv`` column, label, unit and printed decimals."""
 
     source: str
-    floor: float
     label: str
     unit: str
     decimals: int  # ours
     paper_decimals: int  # as the paper prints it
 
 
-_ERR = {"floor": 0.5, "unit": "percentage points", "decimals": 2, "paper_decimals": 1}
+_ERR = {"unit": "percentage points", "decimals": 2, "paper_decimals": 1}
 METRICS: dict[str, Metric] = {
     "error": Metric("test_error", label="test error (%)", **_ERR),
     "test_error": Metric("test_error", label="test error (%)", **_ERR),
     "train_error": Metric("train_error", label="train error (%)", **_ERR),
-    "nll": Metric("test_nll", 0.02, "NLL (nats)", "nats", 3, 2),
-    "bpd": Metric("test_bpd", 0.01, "bits/dim", "bits/dim", 4, 3),
+    "nll": Metric("test_nll", "NLL (nats)", "nats", 3, 2),
+    "bpd": Metric("test_bpd", "bits/dim", "bits/dim", 4, 3),
 }
-FLOORS: dict[str, float] = {name: m.floor for name, m in METRICS.items()}
 VERDICT_TAG = "scnf-verdicts"  # HTML comment in the Markdown that the report counts
 TABLE2_ZF_DIM = 196  # the paper's MNIST setting; other z_f sizes belong to Table 3 only
-_MODEL_OF_PRESET = {"mnist-glow": "scnf-glow", "mnist-gmm": "scnf-gmm"}
+_TABLE2_MODEL = {"mnist-glow": "scnf-glow", "mnist-gmm": "scnf-gmm"}
+_BASELINES = ("kingma2014-m1m2", "kingma2014-m2")  # presets of the measured VAE baselines
 
 Key = tuple[Any, ...]
 
@@ -88,9 +76,9 @@ class TableSpec:
     Attributes:
         keys: the paper row's key columns, in order.
         metrics: the compared metrics, in order.
-        row_key: run block -> the row key it belongs to, or None when the run is not meant
-            for this table (e.g. a toy run for Table 2). A key that names no paper row is an
-            unmatched run and is reported, never dropped silently.
+        row_key: run (a ``runs.csv`` row as a dict) -> its row key, or None when the run is
+            not meant for this table. A key that names no paper row is an unmatched run and
+            is reported, never dropped silently.
         note: a sentence for the Markdown footnote.
     """
 
@@ -107,8 +95,12 @@ def _table1_key(run: dict[str, Any]) -> Key | None:
 
 
 def _table2_key(run: dict[str, Any]) -> Key | None:
-    model = _MODEL_OF_PRESET.get(run.get("preset", ""))
-    if run.get("dataset") != "mnist" or model is None or run.get("zf_dim") != TABLE2_ZF_DIM:
+    if run.get("dataset") != "mnist":
+        return None
+    if run.get("preset") in _BASELINES:
+        return (run["preset"], "vi", True)
+    model = _TABLE2_MODEL.get(run.get("preset", ""))
+    if model is None or int(run.get("zf_dim") or 0) != TABLE2_ZF_DIM:
         return None
     return (model, run["mode"], float(run["clf_weight"]) > 0.0)
 
@@ -118,7 +110,7 @@ def _table3_key(run: dict[str, Any]) -> Key | None:
         run.get("dataset") != "mnist"
         or run.get("preset") != "mnist-glow"
         or run.get("mode") != "sgd"
-        or float(run.get("clf_weight", 0.0)) != 0.0
+        or float(run.get("clf_weight") or 0.0) != 0.0
     ):
         return None
     return (int(run["zf_dim"]),)
@@ -131,15 +123,15 @@ TABLES: dict[str, TableSpec] = {
         ("error", "bpd"),
         _table2_key,
         note="scnf-glow <- preset mnist-glow, scnf-gmm <- mnist-gmm, with z_f = "
-        f"{TABLE2_ZF_DIM}; clf_loss = clf_weight > 0. kingma2014-m2 is the paper's baseline "
-        "(Kingma et al., 2014), not re-run here.",
+        f"{TABLE2_ZF_DIM}; clf_loss = clf_weight > 0. kingma2014-m1m2 is the baseline the paper "
+        "cites (Kingma et al., 2014, M1+M2); kingma2014-m2 (M2 alone, 11.97 ± 1.71 in their "
+        "Table 1) is added here; both are measured by `scnf.baselines` on the same splits.",
     ),
     "table3": TableSpec(
         ("zf_dim",),
         ("test_error", "train_error"),
         _table3_key,
-        note="Runs: preset mnist-glow, SGD, no L_clf. The paper gives no std for this table "
-        "(taken as 0).",
+        note="Runs: preset mnist-glow, SGD, no L_clf. The paper gives no std for this table.",
     ),
 }
 
@@ -153,54 +145,12 @@ def load_paper_results(path: str | Path | None = None) -> dict[str, Any]:
     return yaml.safe_load(text)
 
 
-def load_metrics(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
-    """Read ``metrics.json`` files; each gets a ``"path"`` entry so warnings can name it."""
-    out = []
-    for p in paths:
-        record = json.loads(Path(p).read_text(encoding="utf-8"))
-        record.setdefault("path", str(p))
-        out.append(record)
-    return out
-
-
 def summarise(values: list[float]) -> tuple[float | None, float | None, int]:
-    """Mean, sample standard deviation (ddof = 1; 0.0 for one value) and count.
-
-    Returns ``(None, None, 0)`` for an empty list.
-    """
-    n = len(values)
-    if n == 0:
+    """Mean, sample std (ddof = 1; 0.0 for one value) and count; ``(None, None, 0)`` if empty."""
+    s = pd.Series(values, dtype=float)
+    if s.empty:
         return None, None, 0
-    mean = math.fsum(values) / n
-    if n == 1:
-        return mean, 0.0, 1
-    return mean, math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)), n
-
-
-PAPER_SEEDS = 3  # label splits behind every published mean and std
-
-
-def verdict(
-    ours_mean: float | None,
-    ours_std: float | None,
-    n: int,
-    paper_mean: float | None,
-    paper_std: float | None,
-    floor: float = 0.0,
-) -> str:
-    """Compare our summary with the published one.
-
-    "not run" when ``n == 0`` or the paper has no value; "reproduced" when
-    ``|ours - paper| <= 2 * sqrt(paper_std**2 / PAPER_SEEDS + ours_std**2 / n + floor**2)``
-    (standard errors of the two means; a missing std counts as 0); "not reproduced" otherwise.
-    ``floor`` is the per-metric absolute tolerance of ``FLOORS``, needed because some published
-    std are exactly 0.0.
-    """
-    if n == 0 or ours_mean is None or paper_mean is None:
-        return "not run"
-    se2 = (paper_std or 0.0) ** 2 / PAPER_SEEDS + (ours_std or 0.0) ** 2 / n
-    tol = 2.0 * math.sqrt(se2 + floor**2)
-    return "reproduced" if abs(ours_mean - paper_mean) <= tol else "not reproduced"
+    return float(s.mean()), float(s.std(ddof=1)) if len(s) > 1 else 0.0, len(s)
 
 
 def diff_in_paper_std(
@@ -221,78 +171,101 @@ def _paper_value(entry: Any) -> tuple[float | None, float | None]:
     return float(entry), None
 
 
-def _signature(run: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """Everything that defines a configuration except the seed."""
-    return tuple(sorted((k, v) for k, v in run.items() if k != "seed"))
+def _as_frame(runs: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+    return runs if isinstance(runs, pd.DataFrame) else pd.DataFrame(list(runs))
 
 
 def match_runs(
-    table_id: str, metrics: list[dict[str, Any]], paper: dict[str, Any]
-) -> tuple[dict[Key, list[dict[str, Any]]], list[dict[str, Any]]]:
+    table_id: str, runs: pd.DataFrame | list[dict[str, Any]], paper: dict[str, Any]
+) -> tuple[dict[Key, pd.DataFrame], pd.DataFrame]:
     """Assign runs to the paper rows of one table.
 
     Returns:
-        ``(cells, unmatched)``: row key -> the metrics records of that row (every paper row is
-        present, possibly empty), and the records whose key names no paper row.
+        ``(cells, unmatched)``: row key -> the runs of that row (every paper row is present,
+        possibly empty), and the runs whose key names no paper row.
 
     Raises:
-        ValueError: when one row would mix runs of different configurations (anything but the
-            seed differs) or holds the same seed twice. Merging them, or letting one overwrite
-            the other, would publish a number that no single configuration produced.
+        ValueError: when one row would mix configurations (naming the identity columns that
+            differ) or holds the same seed twice. Averaging them would publish a number that no
+            single configuration produced.
     """
     spec = TABLES[table_id]
-    cells: dict[Key, list[dict[str, Any]]] = {
-        tuple(row[k] for k in spec.keys): [] for row in paper[table_id]["rows"]
-    }
-    unmatched = []
-    for record in metrics:
-        key = spec.row_key(record["run"])
-        if key is None:
-            continue
-        if key not in cells:
-            unmatched.append(record)
-            log.warning("%s: run %s matches no paper row", table_id, record.get("path", key))
-            continue
-        cells[key].append(record)
-    for key, records in cells.items():
-        signatures = [_signature(r["run"]) for r in records]
-        if any(s != signatures[0] for s in signatures):
+    frame = _as_frame(runs).reset_index(drop=True)
+    keys = [spec.row_key(r) for r in frame.to_dict("records")]
+    wanted = {tuple(row[k] for k in spec.keys) for row in paper[table_id]["rows"]}
+    mine = pd.Series([k is not None for k in keys], dtype=bool)
+    named = pd.Series([k in wanted for k in keys], dtype=bool)
+    unmatched = frame[mine & ~named]
+    for path in unmatched.get("path", pd.Series(dtype=object)):
+        log.warning("%s: run %s matches no paper row", table_id, path)
+    ident = identity_columns(frame)
+    cells = {}
+    for row in paper[table_id]["rows"]:
+        key = tuple(row[k] for k in spec.keys)
+        group = frame[[k == key for k in keys]] if len(frame) else frame
+        differing = [c for c in ident if _as_text(group[c]).nunique() > 1]
+        if differing:
             raise ValueError(
-                f"{table_id} row {key} mixes configurations: {sorted(set(signatures))}"
+                f"{table_id} row {key} mixes configurations that differ in {differing}; "
+                "give each protocol its own config name (results/<name>/)"
             )
-        seeds = [r["run"].get("seed") for r in records]
+        seeds = list(group["seed"]) if len(group) else []
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"{table_id} row {key} has duplicate seeds {seeds}")
+        cells[key] = group
     return cells, unmatched
 
 
+def _as_text(column: pd.Series) -> pd.Series:
+    """Values as comparable text, missing ones as "None" (so None vs 500 is a difference)."""
+    return column.map(lambda v: "None" if v is None or v != v else str(v))
+
+
+def _protocol_id(group: pd.DataFrame) -> str | None:
+    """Short hash of a row's configuration (its identity columns), or None for an empty row."""
+    if group.empty:
+        return None
+    ident = {c: _as_text(group[c]).iloc[0] for c in identity_columns(group)}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def build_table(
-    table_id: str, metrics: list[dict[str, Any]], paper: dict[str, Any]
+    table_id: str, runs: pd.DataFrame | list[dict[str, Any]], paper: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Rows of one table: paper rows in the paper's order, each with our summary beside it.
 
-    Each row holds the key columns, then for every metric ``m``: ``m_ours_mean``,
-    ``m_ours_std``, ``m_n``, ``m_paper_mean``, ``m_paper_std``, ``m_diff_paper_std``,
-    ``m_verdict``. A run whose metric is null (e.g. no bpd) does not count towards that metric's
-    ``n``. Unmatched runs are logged (``match_runs`` returns them).
+    Each row holds the key columns, ``protocol_id``, then for every metric ``m``:
+    ``m_ours_mean``, ``m_ours_std``, ``m_n``, ``m_paper_mean``, ``m_paper_std``,
+    ``m_diff_paper_std``, ``m_verdict``. A run whose metric is empty (e.g. no bpd) does not
+    count towards that metric's ``n``.
     """
-    return _build(table_id, metrics, paper)[0]
+    return _build(table_id, runs, paper)[0]
 
 
 def _build(
-    table_id: str, metrics: list[dict[str, Any]], paper: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``build_table``'s rows and ``match_runs``'s unmatched records, matching only once."""
+    table_id: str,
+    runs: pd.DataFrame | list[dict[str, Any]],
+    paper: dict[str, Any],
+    limits: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], pd.DataFrame, dict[str, pd.Series]]:
+    """Rows, unmatched runs and the configuration behind each protocol id, matching once.
+
+    ``limits`` (Table 1 only): ``scnf toy-limits``'s JSON, dataset -> the data's entropy and
+    Bayes error, added to each row as ``limit_*`` columns.
+    """
     spec = TABLES[table_id]
-    cells, unmatched = match_runs(table_id, metrics, paper)
-    rows = []
+    cells, unmatched = match_runs(table_id, runs, paper)
+    rows, protocols = [], {}
     for paper_row in paper[table_id]["rows"]:
+        group = cells[tuple(paper_row[k] for k in spec.keys)]
         row: dict[str, Any] = {k: paper_row[k] for k in spec.keys}
-        records = cells[tuple(paper_row[k] for k in spec.keys)]
+        row["protocol_id"] = _protocol_id(group)
+        if row["protocol_id"]:
+            protocols[row["protocol_id"]] = group.iloc[0]
         for m in spec.metrics:
-            src = METRICS[m].source
-            values = [float(r[src]) for r in records if r.get(src) is not None]
-            mean, std, n = summarise(values)
+            col = METRICS[m].source
+            values = group[col].dropna().astype(float) if col in group else pd.Series([])
+            mean, std, n = summarise(list(values))
             p_mean, p_std = _paper_value(paper_row.get(m))
             row[f"{m}_ours_mean"] = mean
             row[f"{m}_ours_std"] = std
@@ -301,41 +274,50 @@ def _build(
             row[f"{m}_paper_std"] = p_std
             row[f"{m}_diff_paper_std"] = diff_in_paper_std(mean, p_mean, p_std)
             row[f"{m}_verdict"] = verdict(mean, std, n, p_mean, p_std, FLOORS[m])
+        if limits is not None:
+            lim = limits[paper_row["dataset"]]
+            row["limit_error"], row["limit_error_se"] = (
+                lim["bayes_error_pct"],
+                lim["bayes_error_se"],
+            )
+            row["limit_nll"], row["limit_nll_se"] = lim["entropy_nats"], lim["entropy_se"]
         rows.append(row)
-    return rows, unmatched
-
-
-def _write_csv(rows: list[dict[str, Any]], out_csv: Path) -> None:
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    with out_csv.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    return rows, unmatched, protocols
 
 
 def write_table(
     table_id: str,
-    metrics_paths: list[Path],
+    runs_csv: str | Path,
     out_csv: Path,
     out_md: Path,
     paper_path: str | Path | None = None,
+    protocol: dict[str, Any] | None = None,
+    config_name: str = "",
+    limits_path: str | Path | None = None,
 ) -> list[dict[str, Any]]:
-    """Read ``metrics.json`` files, write one table as CSV and as Markdown, return its rows.
+    """Read ``runs.csv``, write one table as CSV and as Markdown, return its rows.
 
-    The Markdown has the paper's caption, ours as ``mean ± std (n=k)`` beside the paper's
-    ``mean ± std``, the difference in paper std, the verdict, a footnote with the verdict rule,
-    the runs that matched no row, and a machine-readable verdict count for the report.
+    ``limits_path`` (Table 1): ``scnf toy-limits``'s JSON; its entropy and Bayes error become
+    columns beside the paper's values.
+
+    ``protocol`` is the workflow config's ``protocol`` block (``follows_paper``,
+    ``description``); a config that does not follow the paper gets a banner in the Markdown's
+    first lines and its verdicts are tagged so that the report does not count them as
+    reproductions.
     """
     paper = load_paper_results(paper_path)
-    metrics = load_metrics(metrics_paths)
-    rows, unmatched = _build(table_id, metrics, paper)
-    _write_csv(rows, Path(out_csv))
+    limits = json.loads(Path(limits_path).read_text()) if limits_path else None
+    rows, unmatched, protocols = _build(table_id, read_runs(runs_csv), paper, limits)
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(out_csv, index=False)
     md = format_table(
         table_id,
         rows,
         paper,
-        unmatched=[str(r.get("path", r["run"])) for r in unmatched],
+        unmatched=[str(p) for p in unmatched.get("path", [])],
+        protocols=protocols,
+        protocol=protocol,
+        config_name=config_name,
     )
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text(md, encoding="utf-8")
@@ -359,24 +341,61 @@ def _cells(row: dict[str, Any], m: str) -> list[str]:
     return [ours, paper, "—" if diff is None else f"{diff:+.2f}", row[f"{m}_verdict"]]
 
 
+def _protocol_lines(protocols: dict[str, pd.Series]) -> list[str]:
+    """One line per protocol id: the training settings and data sizes its runs used."""
+    lines = []
+    for pid, run in protocols.items():
+        settings = []
+        for col, value in run.items():
+            if not str(col).startswith(IDENTITY_PREFIX):
+                continue
+            key = str(col).removeprefix(IDENTITY_PREFIX)
+            shown = key.startswith(("train.", "data."))
+            if shown and key not in ("train.mode", "train.clf_weight"):
+                settings.append(f"{key.split('.', 1)[1]}={'all' if value is None else value}")
+        what = ", ".join(settings) or "no protocol recorded"
+        lines.append(f"- `{pid}` ({run.get('preset')}): {what}")
+    return lines
+
+
+def banner(protocol: dict[str, Any] | None, config_name: str = "") -> list[str]:
+    """The first lines of a table or report whose config does not follow the paper's protocol."""
+    if protocol is None or protocol.get("follows_paper", False):
+        return []
+    name = f" `{config_name}`" if config_name else ""
+    return [
+        f"> **Not the paper's protocol.** Config{name}: {protocol.get('description', '')} Its "
+        "verdicts compare a reduced run with the published numbers; none of them is a "
+        "reproduction of the paper.",
+        "",
+    ]
+
+
 def format_table(
     table_id: str,
     rows: list[dict[str, Any]],
     paper: dict[str, Any],
     unmatched: list[str] | None = None,
+    protocols: dict[str, pd.Series] | None = None,
+    protocol: dict[str, Any] | None = None,
+    config_name: str = "",
 ) -> str:
-    """Markdown of one table: caption, ours vs. paper per metric, verdict rule as footnote.
+    """Markdown of one table: banner, caption, ours vs. paper per metric, rule as footnote.
 
-    Ends with an HTML comment ``<!-- scnf-verdicts: {...} -->`` holding the verdict counts,
-    which ``scnf.report.report`` sums without re-parsing the table.
+    Ends with an HTML comment ``<!-- scnf-verdicts: {...} -->`` holding the verdict counts and
+    whether the config follows the paper, which ``scnf.report.report`` sums.
     """
     spec = TABLES[table_id]
     header = list(spec.keys)
     for m in spec.metrics:
         label = METRICS[m].label
         header += [f"{label} ours", f"{label} paper", "Δ / σ paper", f"{m} verdict"]
+    with_limits = bool(rows) and "limit_error" in rows[0]
+    if with_limits:
+        header += ["limit: Bayes error (%)", "limit: entropy (nats)"]
+    header.append("protocol")
     caption = paper[table_id].get("caption", table_id)
-    lines = [
+    lines = banner(protocol, config_name) + [
         f"**Table {table_id.removeprefix('table')}.** {caption}: paper vs. this replication.",
         "",
         "| " + " | ".join(header) + " |",
@@ -389,22 +408,41 @@ def format_table(
         for m in spec.metrics:
             cells += _cells(row, m)
             counts[row[f"{m}_verdict"]] += 1
+        if with_limits:
+            cells += [f"{row['limit_error']:.3f} ± {row['limit_error_se']:.3f}",
+                      f"{row['limit_nll']:.3f} ± {row['limit_nll_se']:.3f}"]  # fmt: skip
+        cells.append(f"`{row['protocol_id']}`" if row.get("protocol_id") else "—")
         lines.append("| " + " | ".join(cells) + " |")
     floors = "; ".join(f"{METRICS[m].label}: {FLOORS[m]:g} {METRICS[m].unit}" for m in spec.metrics)
     lines += [
         "",
         "Ours: mean ± sample std (ddof = 1) over n seeds (label splits); paper: mean ± std over 3 "
         "label splits as published. Δ / σ paper = (ours − paper) / paper std ('—' where the paper "
-        "std is 0 or not given). Verdict: *reproduced* when the means agree within two standard "
-        "errors, |ours − paper| ≤ 2·sqrt(σ_paper²/3 + σ_ours²/n + floor²), with an absolute "
-        f"floor ({floors}) because some published std are "
-        "0.0 or missing; *not reproduced* otherwise; *not run* when no run matches the row.",
+        "std is 0 or not given). Lower is better for every metric. Verdict, from the 90 % Welch "
+        "interval [lo, hi] of ours − paper (standard errors σ_ours²/n + σ_paper²/3): *better* "
+        "when hi < −floor, *worse* when lo > floor (significant at 5 % one-sided, by more than "
+        f"the floor: {floors}); otherwise *reproduced* when the interval is at most "
+        "4·max(σ_paper, floor) wide, *inconclusive* when it is wider or ours has fewer than 2 "
+        "seeds; *not run* when no run matches the row.",
     ]
+    if with_limits:
+        lines += [
+            "",
+            "Limits: the lowest test error (the Bayes classifier's) and the lowest test NLL (the "
+            "differential entropy of the data distribution) that any model can reach on these "
+            "generators, by Monte Carlo over the exact mixture density (± standard error; "
+            "`scnf toy-limits`, `scnf/data/toy_limits.py`).",
+        ]
+    if protocols:
+        lines += ["", "Protocols (the runs of a row share every setting but the seed):", ""]
+        lines += _protocol_lines(protocols)
     for note in (spec.note, paper[table_id].get("note", "")):
         if note:
             lines += ["", f"Note: {note}"]
     if unmatched:
         lines += ["", f"Runs that match no paper row ({len(unmatched)}), not shown:", ""]
         lines += [f"- `{u}`" for u in unmatched]
-    lines += ["", f"<!-- {VERDICT_TAG}: {json.dumps(counts)} -->", ""]
+    follows = bool(protocol and protocol.get("follows_paper", False))  # unknown: not counted
+    tag = {"counts": counts, "follows_paper": follows}
+    lines += ["", f"<!-- {VERDICT_TAG}: {json.dumps(tag)} -->", ""]
     return "\n".join(lines)

@@ -1,10 +1,48 @@
-# Presentation: gather metrics.json into the paper's tables, reconstructions into Fig. 2, and
-# everything into REPORT.md. The table / figure / report code lives in scnf.report (tested there).
+# Presentation: gather every run's metrics.json into runs.csv (one row per run) and that into the
+# paper's tables, training logs into curves, reconstructions into Fig. 2, everything into
+# REPORT.md. The table / figure / report code lives in scnf.report (tested there).
+
+
+rule runs:
+    input:
+        all_metrics,
+    output:
+        runs=report(
+            res("runs.csv"),
+            caption="../report/runs.rst",
+            category="Runs",
+        ),
+        curves=res("curves.csv"),
+    log:
+        os.path.join(LOGS, "runs.log"),
+    threads: rule_resource("table", "threads")
+    resources:
+        **job_resources("table"),
+    conda:
+        "../envs/scnf.yaml"
+    script:
+        "../scripts/runs.py"
+
+
+rule toy_limits:
+    output:
+        res("toy_limits.json"),
+    log:
+        os.path.join(LOGS, "toy_limits.log"),
+    threads: rule_resource("table", "threads")
+    resources:
+        **job_resources("table"),
+    conda:
+        "../envs/scnf.yaml"
+    shell:
+        "python -m scnf --threads {threads} toy-limits --out {output} > {log} 2>&1"
 
 
 rule table:
     input:
-        table_metrics,
+        runs=res("runs.csv"),
+        # Table 1 shows the toy data's own limits (entropy, Bayes error) beside the paper.
+        limits=lambda w: [res("toy_limits.json")] if w.table == "table1" else [],
     output:
         csv=report(
             res("tables/{table}.csv"),
@@ -15,6 +53,9 @@ rule table:
         md=res("tables/{table}.md"),
     log:
         os.path.join(LOGS, "table/{table}.log"),
+    params:
+        protocol=config["protocol"],
+        config_name=config["name"],
     threads: rule_resource("table", "threads")
     resources:
         **job_resources("table"),
@@ -22,6 +63,27 @@ rule table:
         "../envs/scnf.yaml"
     script:
         "../scripts/table.py"
+
+
+rule curves:
+    input:
+        table_metrics,
+    output:
+        report(
+            res("figures/curves/{table}.png"),
+            caption="../report/curves.rst",
+            category="Training curves",
+            labels={"table": "{table}"},
+        ),
+    log:
+        os.path.join(LOGS, "curves/{table}.log"),
+    threads: rule_resource("table", "threads")
+    resources:
+        **job_resources("table"),
+    conda:
+        "../envs/scnf.yaml"
+    script:
+        "../scripts/curves.py"
 
 
 rule fig2:
@@ -50,7 +112,8 @@ rule fig2:
 rule report:
     input:
         tables=expand(res("tables/{table}.md"), table=grid.TABLE_IDS),
-        fig2=res("figures/fig2.png"),
+        curves=expand(res("figures/curves/{table}.png"), table=grid.TABLE_IDS),
+        fig2=fig2_outputs,
         toy_plots=toy_plot_inputs,
         train_benchmarks=benchmarks("train"),
         evaluate_benchmarks=benchmarks("evaluate"),
@@ -60,6 +123,8 @@ rule report:
         os.path.join(LOGS, "report.log"),
     params:
         config_name=config["name"],
+        protocol=config["protocol"],
+        families=grid.families(config),
         table_ids=grid.TABLE_IDS,
         toy_captions=toy_plot_captions,
         # The workflow config as validated (defaults filled in), recorded as provenance.

@@ -41,7 +41,10 @@ def build_report(smk: Any) -> None:
     from scnf.report.report import write_report
 
     tables = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.tables), strict=True))
-    figures = {"Fig. 2: reconstructions from z_f alone (z_aux = 0)": Path(smk.input.fig2)}
+    curves = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.curves), strict=True))
+    figures = {
+        "Fig. 2: reconstructions from z_f alone (z_aux = 0)": Path(p) for p in smk.input.fig2
+    }
     figures.update(
         zip(smk.params.toy_captions, (Path(p) for p in smk.input.toy_plots), strict=True)
     )
@@ -54,6 +57,9 @@ def build_report(smk: Any) -> None:
         figures,
         collect(config),
         timings,
+        protocol=dict(smk.params.protocol),
+        curves=curves,
+        families=list(smk.params.families),
     )
 
 
