@@ -26,7 +26,7 @@ from scnf.data import dequantize
 from scnf.presets import PRESETS, make_model
 from scnf.train.batches import labelled_count
 from scnf.train.config import TrainConfig
-from scnf.train.loop import configure_precision, resolve_device
+from scnf.device import configure_precision, resolve_device
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer
 

@@ -7,7 +7,8 @@ Two kinds, one interface:
 * ``ConditionalGlow``: z_h = h_phi(z_f, y) with conditional couplings; the class
   enters through a trainable embedding (initialised to one-hot, as the authors did)
   that is concatenated to every conditioner's input; z_h ~ N(0, I).
-* ``ClassGaussian`` ("GMM"): N(z_f | mu_y, diag(sigma_y^2)), learnable per class.
+* ``ClassGaussian`` ("GMM"): N(z_f | mu_y, diag(sigma_y^2)), learnable per class, or set
+  in closed form from responsibility-weighted moments (the M-step of EM-SGD).
 """
 
 from __future__ import annotations
@@ -91,3 +92,30 @@ class ClassGaussian(ConditionalDensity):
 
     def sample_latent_to_zf(self, u: Tensor, y: Tensor) -> Tensor:
         return self.means[y] + u * torch.exp(self.log_scales[y])
+
+    @staticmethod
+    def moments(z: Tensor, weights: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Weighted sufficient statistics, float64: (sum_j w_jk, sum_j w_jk z_j, sum_j w_jk z_j^2).
+
+        ``z`` is (N, D), ``weights`` (N, K) (one-hot rows for labelled objects, responsibilities
+        for unlabelled ones); the results are (K,), (K, D), (K, D) and add up over batches.
+        """
+        z, w = z.double(), weights.double()
+        return w.sum(0), w.T @ z, w.T @ z.pow(2)
+
+    @torch.no_grad()
+    def set_from_moments_(
+        self, s0: Tensor, s1: Tensor, s2: Tensor, var_floor: float = 1e-3
+    ) -> None:
+        """The closed-form M-step: mu_k = s1_k / s0_k, sigma_k^2 = max(s2_k / s0_k - mu_k^2, floor).
+
+        These maximise sum_j sum_k w_jk log N(z_j | mu_k, diag(sigma_k^2)) for fixed z and w
+        (the floor keeps a class from collapsing onto a few points). A class with no weight
+        (s0_k < 1e-8) keeps its parameters.
+        """
+        ok = s0 > 1e-8
+        n = s0.clamp_min(1e-8)[:, None]
+        mean = s1 / n
+        var = (s2 / n - mean.pow(2)).clamp_min(var_floor)
+        self.means[ok] = mean[ok].to(self.means.dtype)
+        self.log_scales[ok] = (0.5 * var.log())[ok].to(self.log_scales.dtype)

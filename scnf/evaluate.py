@@ -1,10 +1,14 @@
-"""Evaluation: test error, train error on the labelled set, test NLL and bits/dim.
+"""Evaluation: test error, train error on the labelled set, test NLL and bits/dim; monitors.
 
 Test-time dequantisation noise comes from a generator with a fixed seed, so
 the same model always gets the same figures (the authors redrew it at every
 evaluation). NLL is in nats per object of the model's input space (the density
 of dequantised pixels on [0, 1]^784 for MNIST, of raw 2-D points for the toy
 sets); bits/dim converts the MNIST figure to 8-bit pixel space.
+
+``evaluate_model`` is the only code that reads the test set, once per run at the end.
+``monitor_model`` is what training watches instead: the labelled objects and a held-out
+set the model may see (``scnf.train.batches``), with the same fixed dequantisation seed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from torch import Tensor
 
 from scnf.data import bits_per_dim
+from scnf.device import resolve_device
 from scnf.model import SCNF
 from scnf.presets import PRESETS, preset_options
 from scnf.train.batches import SemiSupervisedData, load_data
@@ -49,6 +54,8 @@ def score(
 
 def evaluate_model(model: SCNF, data: SemiSupervisedData, batch_size: int = 512) -> dict[str, Any]:
     """All metrics of the paper's tables for ``model`` (switched to eval mode and back)."""
+    if data.x_test is None:
+        raise ValueError("evaluate_model needs the test set: load_data(..., test=True)")
     was_training = model.training
     model.eval()
     gen = torch.Generator(device=data.x_test.device)
@@ -67,8 +74,68 @@ def evaluate_model(model: SCNF, data: SemiSupervisedData, batch_size: int = 512)
     }
 
 
+# Train keys that do not change what is learned (display, bookkeeping, where and how fast it
+# runs); every other train key is part of a run's protocol.
+_NOT_PROTOCOL = frozenset(
+    {"progress", "device", "checkpoint_every", "monitor_every", "monitor_size",
+     "compile", "compile_mode"}
+)  # fmt: skip
+
+
+def run_protocol(cfg: Any) -> dict[str, Any]:
+    """Everything except the seed that changes a run's result, as flat dotted keys.
+
+    ``model.*``: every preset option after overrides (so a changed preset default is a changed
+    protocol); ``data.*``: the data subset sizes; ``train.*``: every training setting except
+    ``_NOT_PROTOCOL``. The tables group runs on this and refuse to average runs that differ.
+    """
+    model = {**preset_options(cfg.preset), **cfg.model}
+    out: dict[str, Any] = {f"model.{k}": _plain(v) for k, v in sorted(model.items())}
+    out.update({"data.num_train": cfg.data.num_train, "data.num_test": cfg.data.num_test})
+    train = cfg.train.__dict__ if hasattr(cfg.train, "__dict__") else dict(cfg.train)
+    out.update(
+        {f"train.{k}": _plain(v) for k, v in sorted(train.items()) if k not in _NOT_PROTOCOL}
+    )
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """JSON-stable value: tuples become lists."""
+    return list(v) if isinstance(v, tuple) else v
+
+
+def monitor_model(
+    model: SCNF, data: SemiSupervisedData, batch_size: int = 512
+) -> dict[str, float | None]:
+    """Training monitors (switched to eval mode and back); the test set is not touched.
+
+    Returns ``mon_labelled_error`` (% on the labelled training objects), ``mon_heldout_error``
+    (%), ``mon_heldout_nll`` (nats) and ``mon_heldout_bpd`` (MNIST, else None) on the
+    held-out set; the held-out keys are None when the data carry none.
+    """
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=data.x_lab.device)
+    gen.manual_seed(EVAL_SEED)
+    lab_error, _ = score(model, data, data.x_lab, data.y_lab, batch_size, gen)
+    out: dict[str, float | None] = {
+        "mon_labelled_error": lab_error,
+        "mon_heldout_error": None,
+        "mon_heldout_nll": None,
+        "mon_heldout_bpd": None,
+    }
+    if data.x_heldout is not None:
+        err, ll = score(model, data, data.x_heldout, data.y_heldout, batch_size, gen)
+        dims = math.prod(data.x_heldout.shape[1:])
+        out["mon_heldout_error"] = err
+        out["mon_heldout_nll"] = -ll
+        out["mon_heldout_bpd"] = bits_per_dim(ll, dims) if data.image else None
+    model.train(was_training)
+    return out
+
+
 def run_summary(cfg: Any) -> dict[str, Any]:
-    """The keys that place a run in the paper's tables."""
+    """The keys that place a run in the paper's tables, and its protocol (``run_protocol``)."""
     _, f, h = PRESETS[cfg.preset]
     zf = {**preset_options(cfg.preset), **cfg.model}.get("zf_dim", 2)  # toy: z_f is all of z
     return {
@@ -80,13 +147,13 @@ def run_summary(cfg: Any) -> dict[str, Any]:
         "clf_weight": cfg.train.clf_weight,
         "zf_dim": zf,
         "seed": cfg.seed,
+        "protocol": run_protocol(cfg),
     }
 
 
 def evaluate_run(run_dir: str | Path, device: str = "auto") -> dict[str, Any]:
     """Load the finished run in ``run_dir`` and compute its metrics (with provenance)."""
     from scnf.provenance import collect
-    from scnf.train.loop import resolve_device
 
     dev = resolve_device(device)
     model, cfg = load_trained(run_dir, dev)

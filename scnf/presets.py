@@ -37,6 +37,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "ffjord_atol": 1e-5,
         "ffjord_rtol": 1e-5,
         "ffjord_adjoint": False,
+        # Training-mode solver (eval keeps dopri5 at 1e-5): 1e-3 cuts the NFE per solve by about
+        # a third at no cost in validation NLL (benchmarks/toy_speed.py); None = eval's.
+        "ffjord_train_method": None,
+        "ffjord_train_atol": 1e-3,
+        "ffjord_train_rtol": 1e-3,
+        "ffjord_divergence": "forward",
         "head_steps": 4,
         "head_hidden": 64,
         "head_layers": 2,
@@ -111,6 +117,10 @@ def _make_flow(family: str, kind: str, o: dict[str, Any]) -> Flow:
         o["ffjord_atol"],
         o["ffjord_rtol"],
         o["ffjord_adjoint"],
+        o["ffjord_train_method"],
+        o["ffjord_train_atol"],
+        o["ffjord_train_rtol"],
+        o["ffjord_divergence"],
     )
 
 

@@ -10,7 +10,7 @@ import torch
 from scnf.evaluate import EVAL_SEED
 from scnf.train.batches import load_data
 from scnf.train.checkpoint import load_trained
-from scnf.train.loop import resolve_device
+from scnf.device import resolve_device
 
 
 @torch.no_grad()

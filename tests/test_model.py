@@ -176,3 +176,40 @@ def test_levels_parameter() -> None:
     assert [p.shape for p in deeper.flow.plans][-1] == (4, 7, 7)
     assert len(deeper.flow.plans) == 4 and deeper.zf_dim == 196
     assert len(tiny_model("mnist-glow", zf_dim=49).flow.plans) == 5
+
+
+def test_ffjord_forward_divergence_matches_autograd_trace() -> None:
+    """The hand-carried Jacobian's trace equals FFJORD's autograd trace, and so do gradients."""
+    from scnf.flows.ffjord import FFJORD
+
+    torch.manual_seed(0)
+    flow = perturb_(FFJORD(2, hidden=16, num_layers=3).double(), 0.3)
+    t, z = torch.tensor(0.4, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    out = {}
+    for mode in ("forward", "autograd"):
+        flow.dynamics.divergence = mode
+        flow.zero_grad()
+        dz, div = flow.dynamics(t, (z, None))
+        (dz.sum() + div.pow(2).sum()).backward()
+        out[mode] = (dz, div, [p.grad.clone() for p in flow.parameters()])
+    torch.testing.assert_close(out["forward"][0], out["autograd"][0])
+    torch.testing.assert_close(out["forward"][1], out["autograd"][1])
+    for a, b in zip(out["forward"][2], out["autograd"][2]):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="divergence"):
+        FFJORD(2, divergence="hutchinson")
+
+
+def test_ffjord_training_solver_only_in_training_mode() -> None:
+    model = scnf.make_model(
+        "toy-ffjord-gmm", ffjord_hidden=8, ffjord_train_method="bosh3", ffjord_train_atol=1e-2
+    )
+    flow = model.flow
+    model.train()
+    assert flow.solver_options() == {"method": "bosh3", "atol": 1e-2, "rtol": 1e-3}
+    model.eval()
+    assert flow.solver_options() == {"method": "dopri5", "atol": 1e-5, "rtol": 1e-5}
+    plain = scnf.make_model(
+        "toy-ffjord-gmm", ffjord_train_atol=None, ffjord_train_rtol=None
+    ).flow.train()
+    assert plain.solver_options() == {"method": "dopri5", "atol": 1e-5, "rtol": 1e-5}

@@ -51,7 +51,7 @@ def trained_mnist(tmp_path_factory) -> tuple[Path, object]:
                 "optimizer": "adam",
                 "warmup_steps": 5,
                 "checkpoint_every": 100,
-                "eval_every": 0,
+                "monitor_every": 0,
                 "progress": False,
                 "device": "cpu",
             },

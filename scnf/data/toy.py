@@ -12,6 +12,9 @@ The paper gives neither a noise level nor a test-set size, so this module fixes 
   (``make_moons(noise=0.1)``, ``make_circles(noise=0.1, factor=0.2)``).
 * Fixed data seeds: ``DATA_SEED = 1234`` for the training set, ``TEST_SEED = 5678`` for
   the test set, so every run sees the same data unless a seed is passed explicitly.
+* A validation set (``split="val"``): ``NUM_VAL = 10_000`` points drawn with
+  ``VAL_SEED = 9012``, independent of both. Training monitors and every choice of
+  hyper-parameters use it; the test set is scored once per run, at the end.
 
 The generators are written here (no scikit-learn). They follow scikit-learn's geometry
 and label convention (moons: upper arc = class 0; circles: outer circle = class 0) but
@@ -32,10 +35,13 @@ NOISE: float = 0.1
 CIRCLES_FACTOR: float = 0.2
 DATA_SEED: int = 1234
 TEST_SEED: int = 5678
+NUM_VAL: int = 10_000
+VAL_SEED: int = 9012
 
 _SPLITS: dict[str, tuple[int, int]] = {
     "train": (NUM_TRAIN, DATA_SEED),
     "test": (NUM_TEST, TEST_SEED),
+    "val": (NUM_VAL, VAL_SEED),
 }
 
 
@@ -73,8 +79,9 @@ def make_toy(
 
     Args:
         name: one of ``TOY_DATASETS`` ("moons", "circles").
-        split: "train" (default size ``NUM_TRAIN``, seed ``DATA_SEED``) or "test"
-            (``NUM_TEST``, ``TEST_SEED``); it only chooses the defaults of ``n`` and ``seed``.
+        split: "train" (default size ``NUM_TRAIN``, seed ``DATA_SEED``), "test"
+            (``NUM_TEST``, ``TEST_SEED``) or "val" (``NUM_VAL``, ``VAL_SEED``); it only
+            chooses the defaults of ``n`` and ``seed``.
         n: number of points; must be even so that each class gets exactly ``n // 2``.
         noise: standard deviation of the isotropic Gaussian noise added to every point.
         seed: seed of the numpy ``Generator``; the same seed gives the same data.
@@ -88,7 +95,7 @@ def make_toy(
     if name not in _GENERATORS:
         raise ValueError(f"unknown toy data set {name!r}; expected one of {TOY_DATASETS}")
     if split not in _SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected 'train' or 'test'")
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(_SPLITS)}")
     default_n, default_seed = _SPLITS[split]
     n = default_n if n is None else int(n)
     seed = default_seed if seed is None else int(seed)

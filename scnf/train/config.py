@@ -36,6 +36,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     mode: Literal["sgd", "em-sgd"] = "sgd"
+    # EM-SGD: optimiser steps between E-steps over the unlabelled pool (null = once per epoch)
+    estep_every: int | None = None
     clf_weight: float = 0.0  # weight of L_clf, the cross-entropy of p(y|x) on labelled objects
     batch_size: int = 256
     labelled_fraction: float = 1 / 3  # share of labelled objects in each batch
@@ -49,7 +51,12 @@ class TrainConfig:
     warmup_steps: int = 0
     grad_clip: float | None = None
     checkpoint_every: int = 500  # optimiser steps
-    eval_every: int = 1  # epochs between test evaluations in the log (0 = only at the end)
+    # Monitors in train_log.jsonl, never on the test set: error on the labelled objects and
+    # error / NLL / bits-per-dim on a held-out set (MNIST: a fixed subset of the unlabelled
+    # pool against its true labels; toys: the validation set). Epochs between monitors
+    # (0 = only at the end; the final step is always monitored).
+    monitor_every: int = 1
+    monitor_size: int = 10_000  # held-out objects monitored (capped at the pool / val set)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # bf16: autocast of the conditioner nets
     compile: bool = False  # torch.compile the training objective (forward + backward graph)
@@ -89,9 +96,13 @@ class RunConfig:
         t = self.train
         if not 0.0 < t.labelled_fraction < 1.0:
             raise ConfigError("train.labelled_fraction must be in (0, 1)")
-        for key in ("batch_size", "epochs", "checkpoint_every"):
+        for key in ("batch_size", "epochs", "checkpoint_every", "monitor_size"):
             if getattr(t, key) < 1:
                 raise ConfigError(f"train.{key} must be >= 1")
+        if t.monitor_every < 0:
+            raise ConfigError("train.monitor_every must be >= 0 (0 = only at the end)")
+        if t.estep_every is not None and t.estep_every < 1:
+            raise ConfigError("train.estep_every must be >= 1 or null (once per epoch)")
         if t.lr <= 0:
             raise ConfigError("train.lr must be > 0")
 

@@ -1,10 +1,15 @@
-"""The training loop: mixed labelled/unlabelled batches, checkpoints, resume, logs.
+"""The training loop: mixed labelled/unlabelled batches, EM-SGD's E-steps, checkpoints, logs.
 
 ``train(cfg, out_dir)`` is idempotent: if ``out_dir`` holds a checkpoint of the
 same config, training resumes from it (model, optimiser, schedule, sampler RNG,
-epoch accumulators) and ends with the same parameters as an uninterrupted run.
-A non-finite loss or weight stops the run before anything is saved, so the last
-checkpoint stays the last good one.
+epoch accumulators, EM-SGD's stored responsibilities) and ends with the same
+parameters as an uninterrupted run. A non-finite loss, weight or responsibility
+stops the run before anything is saved, so the last checkpoint stays the last good one.
+
+``train_log.jsonl`` gets one line per epoch; monitored epochs (every
+``train.monitor_every`` epochs and always the last) add the ``mon_*`` keys of
+``scnf.evaluate.monitor_model``, computed on the labelled objects and a held-out set,
+never on the test set, which only the final ``evaluate_model`` reads.
 """
 
 from __future__ import annotations
@@ -20,8 +25,9 @@ import torch
 import yaml
 from tqdm import tqdm
 
-from scnf.evaluate import evaluate_model, run_summary
-from scnf.train.batches import BatchSampler, load_data
+from scnf.device import check_cpu_fallback, configure_precision, resolve_device
+from scnf.evaluate import evaluate_model, monitor_model, run_summary
+from scnf.train.batches import BatchSampler, load_data, planned_num_train
 from scnf.train.checkpoint import (
     CHECKPOINT,
     FINAL_MODEL,
@@ -32,7 +38,8 @@ from scnf.train.checkpoint import (
     build_model,
     load_checkpoint,
 )
-from scnf.train.config import RunConfig, TrainConfig, load_run_config
+from scnf.train.config import RunConfig, load_run_config
+from scnf.train.em import e_step, hold_out_closed_form_parameters
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer, make_scheduler
 
@@ -43,28 +50,6 @@ class NonFiniteLossError(RuntimeError):
 
 class _Interrupt(RuntimeError):
     """Raised by the test hook ``stop_after_step`` to simulate a killed job."""
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False")
-    return torch.device(device)
-
-
-def configure_precision(t: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """TF32 switches and the autocast dtype (bf16 only reaches the conditioner networks).
-
-    The fast path is for CUDA; on a CPU training is always float32 (bf16 is slow on most
-    CPUs), so one config runs anywhere.
-    """
-    if device.type != "cuda":
-        return None
-    allow = t.precision in ("tf32", "bf16")
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
-    return torch.bfloat16 if t.precision == "bf16" else None
 
 
 def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
@@ -108,30 +93,43 @@ def train(
     """Train the run described by ``cfg`` into ``out_dir``; return the final metrics.
 
     ``final_eval=False`` skips the test-set evaluation at the end, for callers (the workflow)
-    that run ``scnf evaluate`` as a step of its own.
+    that run ``scnf evaluate`` as a step of its own; the test set is then never loaded.
+
+    Raises:
+        CPUTooSlowError: ``device: auto`` found no GPU and the run would take more than a day
+            on the CPU (``scnf.device.check_cpu_fallback``); nothing is written.
     """
     from scnf.provenance import collect, write_json
 
     t = cfg.train
     out_dir = Path(out_dir)
-    _prepare_out_dir(cfg, out_dir)
-    dev = resolve_device(device or t.device)
-    autocast_dtype = configure_precision(t, dev)
-    use_compile = t.compile and dev.type == "cuda"
-    data = load_data(cfg, dev)
-
+    requested = device or t.device
+    dev = resolve_device(requested)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(dev)
-    sampler = BatchSampler(data, t.batch_size, t.labelled_fraction, seed=cfg.seed + 1)
-    steps_per_epoch = sampler.steps_per_epoch
+    steps_per_epoch = math.ceil(planned_num_train(cfg) / t.batch_size)
     total_steps = t.epochs * steps_per_epoch
     if t.max_steps is not None:
         total_steps = min(total_steps, t.max_steps)
+    num_params = sum(p.numel() for p in model.parameters())
+    check_cpu_fallback(requested, dev, num_params, t.batch_size, total_steps)
+
+    _prepare_out_dir(cfg, out_dir)
+    autocast_dtype = configure_precision(t, dev)
+    use_compile = t.compile and dev.type == "cuda"
+    data = load_data(cfg, dev, test=final_eval)
+    sampler = BatchSampler(data, t.batch_size, t.labelled_fraction, seed=cfg.seed + 1)
+    assert sampler.steps_per_epoch == steps_per_epoch
+    em = t.mode == "em-sgd"
+    estep_every = t.estep_every or steps_per_epoch
+    if em:
+        hold_out_closed_form_parameters(model)  # the class Gaussians: set by the M-step
     optimizer = make_optimizer(model, t)
     scheduler = make_scheduler(optimizer, t, total_steps)
 
     state = load_checkpoint(out_dir / CHECKPOINT, dev)
     step, log, acc, elapsed, epoch_elapsed = 0, [], _zero_acc(dev), 0.0, 0.0
+    resp: torch.Tensor | None = None  # EM-SGD: r[j, k] of every unlabelled object
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -139,12 +137,18 @@ def train(
         sampler.generator.set_state(state["sampler_rng"].cpu())
         step, log, acc, elapsed = state["step"], state["log"], state["acc"], state["elapsed"]
         epoch_elapsed = state.get("epoch_elapsed", 0.0)
+        resp = state.get("responsibilities")
+        if em and resp is None and step % estep_every != 0:
+            raise ValueError(
+                f"{out_dir / CHECKPOINT} holds no EM-SGD responsibilities (written by an older "
+                "version?); remove it or train into a new directory"
+            )
         print(f"resuming {out_dir} from step {step}/{total_steps}", file=sys.stderr)
     _write_log(out_dir, log)  # epochs logged after the checkpoint (or without one) rerun
 
-    def objective(x: torch.Tensor, y: torch.Tensor):
+    def objective(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor | None):
         with torch.autocast(dev.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            return semi_supervised_objective(model, x, y, t.mode, t.clf_weight)
+            return semi_supervised_objective(model, x, y, t.mode, t.clf_weight, r)
 
     step_fn = objective
 
@@ -164,10 +168,21 @@ def train(
         if use_compile and step >= 1 and step_fn is objective:
             # After the eager step that initialised ActNorm (a data-dependent branch).
             step_fn = torch.compile(objective, mode=t.compile_mode)
-        x, y = sampler.sample()
+        x, y, iu = sampler.sample_with_indices()
+        r_batch = None
+        if em:
+            if step % estep_every == 0:
+                if step == 0:
+                    # ActNorm's data-dependent init on this first batch, exactly as SGD's first
+                    # forward does it, so that the first E-step sees an initialised f_w.
+                    with torch.no_grad():
+                        model.log_joint_all(x)
+                resp = e_step(model, data, cfg.eval.batch_size)
+                _check_finite_resp(resp, step, out_dir)
+            r_batch = resp[iu]
         if step_fn is not objective and t.compile_mode == "reduce-overhead":
             torch.compiler.cudagraph_mark_step_begin()
-        terms = step_fn(x, y)
+        terms = step_fn(x, y, r_batch)
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
         if t.grad_clip is not None:
@@ -189,8 +204,8 @@ def train(
             entry = _epoch_entry(
                 epoch, step, acc, optimizer, time.perf_counter() - epoch_start, t.batch_size
             )
-            if t.eval_every and epoch % t.eval_every == 0 and step < total_steps:
-                entry.update({f"test_{k}": v for k, v in _quick_eval(model, data, cfg).items()})
+            if (t.monitor_every and epoch % t.monitor_every == 0) or step == total_steps:
+                entry.update(monitor_model(model, data, cfg.eval.batch_size))
             log.append(entry)
             _append_log(out_dir, entry)
             bar.set_postfix(
@@ -211,6 +226,7 @@ def train(
                     "acc": acc,
                     "elapsed": time.perf_counter() - start,
                     "epoch_elapsed": time.perf_counter() - epoch_start,
+                    "responsibilities": resp,
                 },
                 out_dir / CHECKPOINT,
             )
@@ -221,12 +237,18 @@ def train(
     wall = time.perf_counter() - start
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     metrics = evaluate_model(model, data, cfg.eval.batch_size) if final_eval else {}
+    final_monitor = {k: v for k, v in (log[-1] if log else {}).items() if k.startswith("mon_")}
     result = {
         "run": run_summary(cfg),
         "steps": step,
         "epochs": step / steps_per_epoch,
         "train_wall_s": wall,
         "final_train_nll": log[-1]["train_nll"] if log else None,
+        **final_monitor,
+        "monitor_set": {
+            "labelled": f"the {data.x_lab.shape[0]} labelled training objects",
+            "heldout": data.heldout_name,
+        },
         **metrics,
         "provenance": collect(cfg.to_dict(), wall),
     }
@@ -263,6 +285,15 @@ def _check_finite(acc: dict[str, Any], model: torch.nn.Module, step: int, out_di
         )
 
 
+def _check_finite_resp(resp: torch.Tensor, step: int, out_dir: Path) -> None:
+    """An E-step on a diverged model yields NaN responsibilities: stop before storing them."""
+    if not bool(torch.isfinite(resp).all()):
+        raise NonFiniteLossError(
+            f"non-finite EM-SGD responsibilities at the E-step of step {step}; stopping "
+            f"without saving. The last good checkpoint is {out_dir / CHECKPOINT} (if any)."
+        )
+
+
 def _epoch_entry(
     epoch: int, step: int, acc: dict[str, Any], optimizer, seconds: float, batch_size: int
 ) -> dict[str, Any]:
@@ -277,11 +308,6 @@ def _epoch_entry(
         "images_per_s": acc["steps"] * batch_size / max(seconds, 1e-9),
         "seconds": seconds,
     }
-
-
-def _quick_eval(model, data, cfg: RunConfig) -> dict[str, Any]:
-    m = evaluate_model(model, data, cfg.eval.batch_size)
-    return {"error": m["test_error"], "nll": m["test_nll"], "bpd": m["test_bpd"]}
 
 
 def _append_log(out_dir: Path, entry: dict[str, Any]) -> None:

@@ -12,9 +12,14 @@ OPTIMIZERS = {"adamax": torch.optim.Adamax, "adam": torch.optim.Adam, "adamw": t
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig) -> torch.optim.Optimizer:
-    """All trainable parameters, as the authors did (weight decay on everything)."""
+    """All trainable parameters, as the authors did (weight decay on everything).
+
+    Parameters with ``requires_grad`` off are left out: EM-SGD sets the class Gaussians of
+    the GMM head in closed form (``scnf.train.em``), so no step or weight decay touches them.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
     return OPTIMIZERS[t.optimizer](
-        model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
+        params, lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
     )
 
 

@@ -1,0 +1,108 @@
+"""EM-SGD: a periodic E-step over the unlabelled pool and a closed-form M-step for the GMM head.
+
+The paper (Sec. 3, App. B) adapts expectation-maximisation to SCNF. As built here:
+
+* **E-step**, every ``train.estep_every`` optimiser steps (default: once per epoch) and
+  before the first step: responsibilities r[j, k] = p(k | x_j) for *every* unlabelled
+  training object under the current parameters, in evaluation mode, without gradients and
+  with one fixed dequantisation draw (``ESTEP_SEED``, the same at every E-step). They are
+  kept on the training device, (N_unl, K), and in the checkpoint. Labelled objects keep
+  their one-hot labels.
+* **M-step for the class-Gaussian head** (``ClassGaussian``, presets ``*-gmm``), right after
+  each E-step: the means and diagonal variances of every class are set in closed form to the
+  responsibility-weighted moments of z_f over the labelled (one-hot) and unlabelled objects,
+  with a variance floor ``VAR_FLOOR``. These head parameters are then held out of the
+  optimiser (no gradient steps, no weight decay) until the next M-step.
+* **Gradient M-steps** between E-steps: the optimiser ascends
+  sum_lab log p(x, y) + sum_unl sum_k r[j, k] log p(x_j, k) with the *stored* r of each drawn
+  object (``scnf.train.objective``). f_w has no closed-form maximiser, so it keeps its
+  gradient steps under both heads (a generalised EM: each step raises the expected
+  complete-data log-likelihood for the fixed r, which is all EM's monotonicity argument
+  needs); under the class-Gaussian head it is fitted to Gaussians that stay fixed between
+  M-steps. The conditional-Glow head likewise has no closed form and takes the same
+  gradient steps.
+
+The mixing weights are not re-estimated: p(y) stays the model's fixed prior (uniform, as in
+the paper).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from scnf.conditional import ClassGaussian
+from scnf.model import SCNF
+from scnf.train.batches import SemiSupervisedData
+
+ESTEP_SEED = 11  # dequantisation noise of the E-step's pass over the training set
+VAR_FLOOR = 1e-3  # smallest per-dimension variance of a class Gaussian after an M-step
+
+
+def has_closed_form_head(model: SCNF) -> bool:
+    """True for the class-Gaussian head, whose M-step EM-SGD takes in closed form."""
+    return isinstance(model.head, ClassGaussian)
+
+
+def hold_out_closed_form_parameters(model: SCNF) -> list[str]:
+    """Stop gradients to the parameters the closed-form M-step sets; return their names."""
+    if not has_closed_form_head(model):
+        return []
+    names = []
+    for name, p in model.head.named_parameters():
+        p.requires_grad_(False)
+        names.append(f"head.{name}")
+    return names
+
+
+@torch.no_grad()
+def e_step(
+    model: SCNF, data: SemiSupervisedData, batch_size: int, m_step: bool | None = None
+) -> Tensor:
+    """Responsibilities of every unlabelled object, (N_unl, K); then the closed-form M-step.
+
+    Args:
+        model: the SCNF (switched to eval mode and back).
+        data: the training data; ``x_unl`` gets responsibilities, ``x_lab`` (one-hot)
+            enters the M-step only.
+        batch_size: objects per forward pass.
+        m_step: set the class Gaussians in closed form afterwards; default: when the head is
+            a ``ClassGaussian``.
+
+    Returns:
+        r, in the dtype of the model's log-densities, on the data's device; the E-step uses
+        the head's parameters *before* the M-step (E, then M).
+    """
+    if m_step is None:
+        m_step = has_closed_form_head(model)
+    was_training = model.training
+    model.eval()
+    gen = torch.Generator(device=data.x_unl.device)
+    gen.manual_seed(ESTEP_SEED)
+    head, k = model.head, model.num_classes
+    stats = None
+
+    def accumulate(z_f: Tensor, w: Tensor) -> None:
+        nonlocal stats
+        m = ClassGaussian.moments(z_f, w)
+        stats = m if stats is None else tuple(a + b for a, b in zip(stats, m))
+
+    resp = []
+    for start in range(0, data.x_unl.shape[0], batch_size):
+        x = data.model_input(data.x_unl[start : start + batch_size], gen)
+        z_f, _ = model.encode(x)
+        # log p(x, k) = [class-independent part of f_w] + log p(z_f | k) + log p(k): the first
+        # term cancels in the posterior, so the head and the prior give p(k | x).
+        r = torch.softmax(head.log_prob_all(z_f) + model.log_prior, dim=1)
+        resp.append(r)
+        if m_step:
+            accumulate(z_f, r)
+    if m_step:
+        for start in range(0, data.x_lab.shape[0], batch_size):
+            x = data.model_input(data.x_lab[start : start + batch_size], gen)
+            z_f, _ = model.encode(x)
+            accumulate(z_f, F.one_hot(data.y_lab[start : start + batch_size], k).to(z_f.dtype))
+        head.set_from_moments_(*stats, var_floor=VAR_FLOOR)
+    model.train(was_training)
+    return torch.cat(resp)
