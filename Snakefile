@@ -24,6 +24,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baseline.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from scnf.data import dequantize
+from scnf.device import configure_precision, resolve_device
 from scnf.presets import PRESETS, make_model
 from scnf.train.batches import labelled_count
 from scnf.train.config import TrainConfig
-from scnf.device import configure_precision, resolve_device
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scnf.device import resolve_device
 from scnf.evaluate import EVAL_SEED
 from scnf.train.batches import load_data
 from scnf.train.checkpoint import load_trained
-from scnf.device import resolve_device
 
 
 @torch.no_grad()

@@ -584,8 +584,9 @@ def test_table1_shows_the_data_limits(tmp_path: Path) -> None:
     }
     write_json(tmp_path / "limits.json", limits)
     records = [toy("moons", "toy-glow-glow", s, 0.6, 1.11) for s in range(3)]
+    limits_path = tmp_path / "limits.json"
     rows = write_table("table1", _runs_csv(tmp_path, records), tmp_path / "t.csv",
-                       tmp_path / "t.md", protocol=PAPER, limits_path=tmp_path / "limits.json")  # fmt: skip
+                       tmp_path / "t.md", protocol=PAPER, limits_path=limits_path)  # fmt: skip
     assert find(rows, dataset="circles", f="glow", h="gmm")["limit_nll"] == 0.805
     md = (tmp_path / "t.md").read_text()
     assert "limit: Bayes error (%) | limit: entropy (nats)" in md

@@ -19,7 +19,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"paper": ROOT / "config/config.yaml", "quick": ROOT / "config/quick.yaml",
-           "smoke": ROOT / "config/smoke.yaml"}  # fmt: skip
+           "smoke": ROOT / "config/smoke.yaml", "h200": ROOT / "config/h200.yaml"}  # fmt: skip
 
 
 def _load_script(name: str) -> ModuleType:
@@ -68,6 +68,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
         "smoke": ("-n", "--configfile", CONFIGS["smoke"],
                   "--directory", tmp, "--config", "name=elsewhere"),
         "bad": ("-n", "--configfile", tmp / "bad.yaml"),
+        # The toy half of the paper config alone, as results/paper/ was produced on a CPU.
+        "toy_half": ("-n", "--forceall", "--quiet", "rules", "--configfile", CONFIGS["paper"],
+                     "--config", "families=[toy]"),
     }  # fmt: skip
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = {k: pool.submit(_snakemake, *args) for k, args in calls.items()}
@@ -115,10 +118,17 @@ PAPER_COUNTS = {
     "evaluate_mnist": MNIST_RUNS,
     "reconstruct": 5,  # one per Table 3 z_f size, first seed
     "toy_plots": 8,  # every Table 1 grid point, first seed
+    "runs": 1,  # runs.csv + curves.csv, the tables' single input
+    "toy_limits": 1,  # Table 1's entropy and Bayes error columns
     "table": 3,
+    "curves": 3,  # one figure of monitored metrics per table
     "fig2": 1,
     "report": 1,
     "all": 1,
+    # The measured Kingma et al. (2014) baseline of Table 2: M1 once, M2 and M1+M2 per seed.
+    "baseline_m1": 1,
+    "baseline_m2": 3,
+    "baseline_m1m2": 3,
 }
 
 
@@ -127,7 +137,7 @@ def test_paper_dag_job_counts(runs: dict[str, subprocess.CompletedProcess[str]])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     counts = job_counts(proc.stdout)
     assert (TOY_RUNS, MNIST_RUNS, PAPER_RUNS) == (24, 30, 54)
-    assert counts.pop("total") == sum(PAPER_COUNTS.values()) == 190
+    assert counts.pop("total") == sum(PAPER_COUNTS.values()) == 202
     assert counts == PAPER_COUNTS
 
 
@@ -184,6 +194,16 @@ def test_quick_is_the_same_dag(runs: dict[str, subprocess.CompletedProcess[str]]
     assert counts == PAPER_COUNTS
 
 
+def test_toy_half_of_the_paper_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """families=[toy]: Table 1's runs and the report, no MNIST job and no Fig. 2."""
+    proc = runs["toy_half"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["train_toy"] == counts["evaluate_toy"] == TOY_RUNS
+    assert counts["report"] == 1 and counts["table"] == 3
+    assert not {"train_mnist", "evaluate_mnist", "reconstruct", "fig2"} & set(counts)
+
+
 def test_smoke_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """One seed and Table 3 sizes 49 and 196 (shared); outputs under the overriding name."""
     proc = runs["smoke"]
@@ -192,8 +212,9 @@ def test_smoke_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     assert job_counts(proc.stdout) == {
         "splits": 3, "run_config": toy + mnist, "train_toy": toy, "train_mnist": mnist,
         "evaluate_toy": toy, "evaluate_mnist": mnist, "reconstruct": 2,
-        "toy_plots": 8, "table": 3, "fig2": 1, "report": 1, "all": 1,
-        "total": 3 + 3 * (toy + mnist) + 2 + 8 + 3 + 1 + 1 + 1,
+        "toy_plots": 8, "runs": 1, "toy_limits": 1, "table": 3, "curves": 3, "fig2": 1,
+        "report": 1, "all": 1, "baseline_m1": 1, "baseline_m2": 1, "baseline_m1m2": 1,
+        "total": 3 + 3 * (toy + mnist) + 2 + 8 + 1 + 1 + 3 + 3 + 1 + 1 + 1 + 3,
     }  # fmt: skip
     assert "results/elsewhere/REPORT.md" in proc.stdout
     assert "results/smoke/" not in proc.stdout
@@ -276,7 +297,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("name", ["quick", "smoke"])
+@pytest.mark.parametrize("name", ["quick", "smoke", "h200"])
 def test_small_configs_are_self_contained(name: str) -> None:
     """Merging over config/config.yaml changes nothing: no paper value leaks into them."""
     small = load(name)
@@ -346,7 +367,7 @@ def test_run_settings_are_a_valid_run_config(tmp_path: Path) -> None:
     """What run_config writes loads with the CLI's strict run-config reader."""
     run_config = pytest.importorskip("scnf.train.config")
     writer = _load_script("run_config")
-    for name in ("paper", "quick", "smoke"):
+    for name in ("paper", "quick", "smoke", "h200"):
         cfg = load(name)
         cfg.setdefault("eval", {"batch_size": 512})
         for run in grid.all_runs(cfg)[:: max(1, len(grid.all_runs(cfg)) // 6)]:
@@ -367,7 +388,16 @@ def test_timings_from_benchmarks(tmp_path: Path) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(header + f"{secs}\t0:00:10\t1\t1\t1\t1\t0\t0\t50\t5\n")
         paths.append(p)
-    assert report.timings_from_benchmarks(paths) == {"train mnist/glow-sgd-zf49 (2 seeds)": 24.0}
+    for rel, secs in (("baseline/m1.tsv", 30.0), ("baseline/m2/seed0.tsv", 7.0)):
+        p = tmp_path / "benchmarks" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(header + f"{secs}\t0:00:10\t1\t1\t1\t1\t0\t0\t50\t5\n")
+        paths.append(p)
+    assert report.timings_from_benchmarks(paths) == {
+        "train mnist/glow-sgd-zf49 (2 seeds)": 24.0,
+        "baseline m1 (1 seed)": 30.0,
+        "baseline m2 (1 seed)": 7.0,
+    }
 
 
 # --- Environments agree with pyproject.toml ---------------------------------------------------

@@ -20,7 +20,10 @@ wildcard_constraints:
 localrules:
     all,
     run_config,
+    runs,
+    toy_limits,
     table,
+    curves,
     fig2,
     report,
 
@@ -70,13 +73,24 @@ def run_path(run, filename):
 
 
 def table_metrics(wildcards):
-    """The metrics.json of every run (all seeds) of table ``wildcards.table``."""
-    return [run_path(r, "metrics.json") for r in grid.table_runs(config, wildcards.table)]
+    """The metrics.json of every run (all seeds) of table ``wildcards.table``.
+
+    Table 2 also gets the measured Kingma et al. (2014) baselines (workflow/rules/baseline.smk).
+    """
+    paths = [run_path(r, "metrics.json") for r in grid.table_runs(config, wildcards.table)]
+    if wildcards.table == "table2":
+        paths += [res(p) for p in grid.baseline_metrics(config)]
+    return paths
 
 
 def fig2_inputs(wildcards):
     """One reconstruction per Table 3 z_f size, first seed."""
     return [run_path(r, "recon.npz") for r in grid.fig2_runs(config)]
+
+
+def fig2_outputs(wildcards=None):
+    """Fig. 2, when the config trains the MNIST family (it reconstructs from those runs)."""
+    return [res("figures/fig2.png")] if grid.fig2_runs(config) else []
 
 
 def toy_plot_path(run):
@@ -101,15 +115,37 @@ def benchmarks(step):
     return [os.path.join(BENCH, step, f"{r.key}.tsv") for r in RUNS]
 
 
+def baseline_benchmarks(wildcards=None):
+    """Benchmark files of the baseline jobs (M1 once, M2 and M1+M2 per seed), if any."""
+    keys = grid.baseline_keys(config)
+    return [os.path.join(BENCH, f"{k}.tsv") for k in ["baseline/m1", *keys]] if keys else []
+
+
+def all_metrics(wildcards=None):
+    """The metrics.json of every run of every table, each once (the input of runs.csv)."""
+    return list(dict.fromkeys(p for t in grid.TABLE_IDS for p in table_metrics(Table(t))))
+
+
+class Table:
+    """Stand-in for a wildcards object with only ``table`` set (for calls outside a rule)."""
+
+    def __init__(self, table):
+        self.table = table
+
+
 def table_outputs():
     return expand(res("tables/{table}.{ext}"), table=grid.TABLE_IDS, ext=("csv", "md"))
 
 
 def final_outputs():
-    """Final targets: the tables, Fig. 2, the toy plots and REPORT.md."""
+    """Final targets: runs.csv, the tables and their curves, Fig. 2, the toy plots, the
+    baselines' metrics and REPORT.md."""
     return [
         *table_outputs(),
-        res("figures/fig2.png"),
+        res("runs.csv"),
+        *expand(res("figures/curves/{table}.png"), table=grid.TABLE_IDS),
+        *fig2_outputs(),
         *[toy_plot_path(r) for r in grid.toy_plot_runs(config)],
+        *[res(p) for p in grid.baseline_metrics(config)],
         res("REPORT.md"),
     ]

@@ -117,6 +117,7 @@ rule report:
         toy_plots=toy_plot_inputs,
         train_benchmarks=benchmarks("train"),
         evaluate_benchmarks=benchmarks("evaluate"),
+        baseline_benchmarks=baseline_benchmarks,
     output:
         res("REPORT.md"),
     log:

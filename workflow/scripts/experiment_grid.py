@@ -79,9 +79,27 @@ def parse_variant(dataset: str, variant: str) -> dict[str, Any]:
     raise ValueError(f"unknown dataset {dataset!r}")
 
 
+# Run families and the tables they fill. `families` in the config picks which ones the DAG
+# trains: the toy half runs on a CPU in minutes, the VAE baseline (Table 2's first rows) in
+# about two hours on a CPU, the SCNF MNIST half needs GPUs.
+FAMILIES = ("toy", "baseline", "mnist")
+TABLE_FAMILY = {"table1": "toy", "table2": "mnist", "table3": "mnist"}
+
+
+def families(config: dict[str, Any]) -> list[str]:
+    """The run families this config trains (default: all)."""
+    return list(config.get("families", FAMILIES))
+
+
 def table_runs(config: dict[str, Any], table_id: str) -> list[Run]:
-    """The runs whose metrics make up table ``table_id``, in table order, every seed."""
+    """The runs whose metrics make up table ``table_id``, in table order, every seed.
+
+    Empty when the table's family is not among ``config['families']``: the table is then
+    written with every row "not run".
+    """
     seeds = config["seeds"]
+    if table_id in TABLE_FAMILY and TABLE_FAMILY[table_id] not in families(config):
+        return []
     if table_id == "table1":
         toy = config["toy"]
         variants = [
@@ -155,3 +173,52 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
         "train": train,
         "eval": dict(config["eval"]),
     }
+
+
+# --- The measured baseline of Table 2: Kingma et al. (2014) ----------------------------------
+# M1 is trained once per config (no labels) in runs/baseline/m1/; M2 and M1+M2 once per seed in
+# runs/baseline/<model>/seed<seed>/, on the same label splits as the SCNF runs.
+BASELINE_MODELS = ("m2", "m1m2")
+
+
+def baseline_keys(config: dict[str, Any]) -> list[str]:
+    """Run paths below ``results/<name>/runs/`` of the per-seed baselines, in table order
+    (none when the ``baseline`` family is left out of ``config['families']``)."""
+    if "baseline" not in families(config):
+        return []
+    return [f"baseline/{m}/seed{s}" for m in BASELINE_MODELS for s in config["seeds"]]
+
+
+def baseline_metrics(config: dict[str, Any]) -> list[str]:
+    """The baseline metrics.json files that feed Table 2 (below ``results/<name>/``)."""
+    return [f"runs/{key}/metrics.json" for key in baseline_keys(config)]
+
+
+def baseline_settings(
+    config: dict[str, Any],
+    model: str,
+    seed: int | None = None,
+    split: str | None = None,
+    m1_run: str | None = None,
+) -> dict[str, Any]:
+    """The run config of ``scnf baseline-m1`` (``model="m1"``) or ``scnf baseline-m2``.
+
+    ``split`` (and for ``m1m2`` the M1 run directory) are the paths the rule passes in; the
+    training settings are the config's ``baseline.<model>`` section with the progress bar off.
+    """
+    section = config["baseline"]
+    data = {"dir": config["data_dir"], "download": config["download"]}
+    data.update(section.get("data", {}))
+    train = dict(section[model])
+    if model == "m1":
+        m1_seed = int(train.pop("seed", 0))
+        return {"name": f"{config['name']}/baseline/m1", "seed": m1_seed, "data": data,
+                "train": {**train, "progress": False}}  # fmt: skip
+    if model not in BASELINE_MODELS:
+        raise ValueError(f"unknown baseline {model!r}; choose m1 or one of {BASELINE_MODELS}")
+    out = {"name": f"{config['name']}/baseline/{model}/seed{seed}", "model": model,
+           "seed": int(seed), "split": str(split), "data": data,
+           "train": {**train, "progress": False}}  # fmt: skip
+    if model == "m1m2":
+        out["m1_run"] = str(m1_run)
+    return out

@@ -19,19 +19,24 @@ def read_benchmark(path: str | Path) -> float:
 def timings_from_benchmarks(paths: list[str | Path]) -> dict[str, float]:
     """Seconds per step and grid point, summed over seeds.
 
-    ``paths`` follow the workflow's layout ``.../<step>/<dataset>/<variant>/seed<seed>.tsv``;
-    the result maps e.g. ``"train mnist/glow-sgd-zf196 (3 seeds)"`` to the total wall time.
+    ``paths`` follow the workflow's layout below ``benchmarks/``: ``<step>/<dataset>/<variant>/
+    seed<seed>.tsv`` for training and evaluation (e.g. ``"train mnist/glow-sgd-zf196 (3 seeds)"``),
+    ``baseline/<model>/seed<seed>.tsv`` and ``baseline/m1.tsv`` for the baselines.
     """
-    total: dict[tuple[str, str, str], float] = defaultdict(float)
-    count: dict[tuple[str, str, str], int] = defaultdict(int)
+    total: dict[tuple[str, str], float] = defaultdict(float)
+    count: dict[tuple[str, str], int] = defaultdict(int)
     for p in paths:
-        step, dataset, variant = Path(p).parts[-4:-1]
-        key = (step, dataset, variant)
+        parts = Path(p).parts
+        rel = parts[len(parts) - 1 - parts[::-1].index("benchmarks") + 1 :]
+        group = list(rel[1:-1])
+        if not Path(rel[-1]).stem.startswith("seed"):
+            group.append(Path(rel[-1]).stem)
+        key = (rel[0], "/".join(group))
         total[key] += read_benchmark(p)
         count[key] += 1
     return {
-        f"{s} {d}/{v} ({count[s, d, v]} seed{'s' if count[s, d, v] > 1 else ''})": t
-        for (s, d, v), t in total.items()
+        f"{s} {g} ({count[s, g]} seed{'s' if count[s, g] > 1 else ''})": t
+        for (s, g), t in total.items()
     }
 
 
@@ -42,13 +47,19 @@ def build_report(smk: Any) -> None:
 
     tables = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.tables), strict=True))
     curves = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.curves), strict=True))
-    figures = {
-        "Fig. 2: reconstructions from z_f alone (z_aux = 0)": Path(p) for p in smk.input.fig2
-    }
+    figures = {}
+    if smk.input.fig2:  # only when the config trains the MNIST family
+        figures["Fig. 2: reconstructions from z_f alone (z_aux = 0)"] = Path(smk.input.fig2[0])
     figures.update(
         zip(smk.params.toy_captions, (Path(p) for p in smk.input.toy_plots), strict=True)
     )
-    timings = timings_from_benchmarks([*smk.input.train_benchmarks, *smk.input.evaluate_benchmarks])
+    timings = timings_from_benchmarks(
+        [
+            *smk.input.train_benchmarks,
+            *smk.input.evaluate_benchmarks,
+            *smk.input.baseline_benchmarks,
+        ]
+    )
     config = json.loads(json.dumps(dict(smk.params.config)))  # plain, JSON-able copy
     write_report(
         Path(smk.output[0]),
