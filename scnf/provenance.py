@@ -56,8 +56,9 @@ def git_state(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         the tree sent to a GPU machine) ``commit`` is the value of ``$SCNF_GIT_COMMIT`` as
         declared by whoever sent the copy, else None, and ``dirty`` is None.
         ``dirty`` is True when tracked code or config differs from the commit; it ignores
-        untracked files (logs, caches) and the top-level ``results/`` folder, whose files are
-        the outputs being described, not the code that made them.
+        untracked files (logs, caches), the top-level ``results/`` folder, whose files are
+        the outputs being described, not the code that made them, and Markdown documentation
+        (``*.md``), which no run reads.
     """
     cwd = Path(repo) if repo is not None else Path(__file__).resolve().parent
     declared = {"commit": os.environ.get(COMMIT_ENV) or None, "dirty": None}
@@ -67,7 +68,15 @@ def git_state(repo: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     if not commit:
         return declared
     status = _git(
-        ["status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)results"],
+        [
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ":(top)",
+            ":(top,exclude)results",
+            ":(top,exclude,glob)**/*.md",
+        ],  # fmt: skip
         cwd,
     )
     return {"commit": commit, "dirty": None if status is None else bool(status)}

@@ -203,7 +203,10 @@ def test_m1m2_pipeline_and_metrics(tmp_path: Path, real_dir: Path) -> None:
         "dataset": "mnist", "preset": "kingma2014-m1m2", "f": None, "h": None, "mode": "vi",
         "zf_dim": None, "seed": 0}  # fmt: skip
     p = run["protocol"]
-    assert run["clf_weight"] == p["train.alpha"] == pytest.approx(0.1 * p["data.num_train"])
+    # the protocol holds settings only, so every seed's split gives the same protocol
+    assert run["clf_weight"] == p["train.alpha_per_n"] == 0.1
+    assert m["alpha"] == pytest.approx(0.1 * (m["num_labelled"] + m["num_unlabelled"]))
+    assert not {"train.steps", "train.alpha", "data.num_unlabelled"} & set(p)
     assert p["model.likelihood"] == "gaussian" and p["model.m1_dims_kept"] == 4
     assert p["m1.model.hidden"] == [16] and p["model.hidden"] == 16 and p["train.lr"] == 3e-4
     assert "train.progress" not in p and "train.checkpoint_every" not in p

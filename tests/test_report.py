@@ -392,7 +392,7 @@ def test_write_table_csv_and_markdown(tmp_path: Path) -> None:
     assert md.startswith("**Table 1.** Test error and NLL on two toy datasets")
     pid = rows[0]["protocol_id"]
     assert "| moons | glow | glow | 0.70 ± 0.20 (n=3) | 0.6 ± 0.4 | +0.25 | reproduced |" in md
-    assert f"- `{pid}` (toy-glow-glow): num_train=all, max_steps=1000" in md
+    assert f"- `{pid}`: num_train=all, max_steps=1000" in md
     assert "Welch" in md and "not run" in md
     counts, follows = count_verdicts(md)
     assert follows is True
@@ -552,12 +552,15 @@ def test_provenance_dirty_means_code_changed_not_results(tmp_path: Path) -> None
     (tmp_path / "results").mkdir()
     (tmp_path / "scnf" / "model.py").write_text("a = 1\n")
     (tmp_path / "results" / "table.md").write_text("| 1 |\n")
+    (tmp_path / "README.md").write_text("docs\n")
     git("init", "-q")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
     assert git_state(tmp_path / "scnf") == {"commit": git_state(tmp_path)["commit"], "dirty": False}
     (tmp_path / "results" / "table.md").write_text("| 2 |\n")  # regenerated output
     (tmp_path / "scnf" / "new_untracked.py").write_text("")
+    assert git_state(tmp_path / "scnf")["dirty"] is False
+    (tmp_path / "README.md").write_text("edited while a DAG runs\n")  # documentation
     assert git_state(tmp_path / "scnf")["dirty"] is False
     (tmp_path / "scnf" / "model.py").write_text("a = 2\n")  # changed code
     assert git_state(tmp_path / "scnf")["dirty"] is True

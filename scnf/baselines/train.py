@@ -229,7 +229,11 @@ def _total_steps(epochs: int, steps_per_epoch: int, max_steps: int | None) -> in
 def _run_block(
     model: str, seed: int, clf_weight: float | None, protocol: dict[str, Any]
 ) -> dict[str, Any]:
-    """The keys that place a run in the tables, as ``scnf.evaluate.run_summary`` gives them."""
+    """The keys that place a run in the tables, as ``scnf.evaluate.run_summary`` gives them.
+
+    ``clf_weight`` is the setting ``alpha_per_n`` (Kingma et al.'s alpha / N, 0.1), not alpha
+    itself, which depends on the number of training objects and is recorded beside it.
+    """
     return {
         "dataset": "mnist",
         "preset": PRESETS[model],
@@ -307,9 +311,8 @@ def train_m1(
         **_train_protocol(t, "model.", "train."),
         "model.name": "m1",
         "model.likelihood": "bernoulli (dynamic binarisation)",
-        "data.num_train": int(x.shape[0]),
-        "data.num_test": int(x_test.shape[0]),
-        "train.steps": total,
+        "data.num_train": cfg.data.num_train,
+        "data.num_test": cfg.data.num_test,
     }
     result = {
         "run": _run_block("m1", cfg.seed, None, protocol),
@@ -444,16 +447,16 @@ def train_m2(
         "model.name": cfg.model,
         "model.x_dim": x_dim,
         "model.likelihood": "gaussian" if stacked else "bernoulli (dynamic binarisation)",
-        "data.num_train": n_lab + n_unl,
-        "data.num_labelled": n_lab,
-        "data.num_unlabelled": n_unl,
-        "data.num_test": int(x_test.shape[0]),
-        "train.steps": total,
-        "train.alpha": alpha,
+        # Settings only: sizes and step counts that follow from a seed's split (the labelled
+        # images are kept beyond a num_train subset) are results, in the record below.
+        "data.num_train": cfg.data.num_train,
+        "data.num_test": cfg.data.num_test,
         **extra,
     }
     result = {
-        "run": _run_block(cfg.model, cfg.seed, alpha, protocol),
+        "run": _run_block(cfg.model, cfg.seed, t.alpha_per_n, protocol),
+        "alpha": alpha,  # alpha_per_n x the number of training objects
+        "num_unlabelled": n_unl,
         "test_error": classification_error(model, x_test, data.y_test, cfg.eval_batch_size),
         "train_error": classification_error(model, x_lab, data.y_lab, cfg.eval_batch_size),
         "test_nll": None,  # a VAE bound on binarised pixels is not comparable with the flows'

@@ -222,10 +222,14 @@ def _as_text(column: pd.Series) -> pd.Series:
 
 
 def _protocol_id(group: pd.DataFrame) -> str | None:
-    """Short hash of a row's configuration (its identity columns), or None for an empty row."""
+    """Short hash of a row's protocol (its ``protocol.*`` columns), or None for an empty row.
+
+    Rows trained with the same settings share an id, so the footnote lists each protocol once.
+    """
     if group.empty:
         return None
-    ident = {c: _as_text(group[c]).iloc[0] for c in identity_columns(group)}
+    cols = [c for c in identity_columns(group) if c.startswith(IDENTITY_PREFIX)]
+    ident = {c: _as_text(group[c]).iloc[0] for c in cols}
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -342,19 +346,26 @@ def _cells(row: dict[str, Any], m: str) -> list[str]:
 
 
 def _protocol_lines(protocols: dict[str, pd.Series]) -> list[str]:
-    """One line per protocol id: the training settings and data sizes its runs used."""
+    """One line per protocol id: the data sizes and training settings its runs used, and the
+    model options in which the table's protocols differ from each other."""
+    runs = list(protocols.values())
+    cols = [str(c) for c in runs[0].index if str(c).startswith(IDENTITY_PREFIX)] if runs else []
+    varying = {
+        c for c in cols
+        if c.startswith(IDENTITY_PREFIX + "model.") and len({str(r.get(c)) for r in runs}) > 1
+    }  # fmt: skip
     lines = []
     for pid, run in protocols.items():
         settings = []
-        for col, value in run.items():
-            if not str(col).startswith(IDENTITY_PREFIX):
+        for col in cols:
+            key, value = col.removeprefix(IDENTITY_PREFIX), run.get(col)
+            shown = key.startswith(("train.", "data.")) or col in varying
+            if not shown or key in ("train.mode", "train.clf_weight"):
                 continue
-            key = str(col).removeprefix(IDENTITY_PREFIX)
-            shown = key.startswith(("train.", "data."))
-            if shown and key not in ("train.mode", "train.clf_weight"):
-                settings.append(f"{key.split('.', 1)[1]}={'all' if value is None else value}")
-        what = ", ".join(settings) or "no protocol recorded"
-        lines.append(f"- `{pid}` ({run.get('preset')}): {what}")
+            if value is None:
+                value = "all" if key.startswith("data.") else "null"
+            settings.append(f"{key.split('.', 1)[1]}={value}")
+        lines.append(f"- `{pid}`: {', '.join(settings) or 'no protocol recorded'}")
     return lines
 
 
