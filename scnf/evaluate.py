@@ -27,6 +27,7 @@ from scnf.model import SCNF
 from scnf.presets import PRESETS, preset_options
 from scnf.train.batches import SemiSupervisedData, load_data
 from scnf.train.checkpoint import load_trained
+from scnf.train.config import NOT_PROTOCOL_KEYS
 
 EVAL_SEED = 20190505  # dequantisation noise of the test set (fixed across runs and models)
 
@@ -76,25 +77,20 @@ def evaluate_model(model: SCNF, data: SemiSupervisedData, batch_size: int = 512)
 
 # Train keys that do not change what is learned (display, bookkeeping, where and how fast it
 # runs); every other train key is part of a run's protocol.
-_NOT_PROTOCOL = frozenset(
-    {"progress", "device", "checkpoint_every", "monitor_every", "monitor_size",
-     "compile", "compile_mode"}
-)  # fmt: skip
-
-
 def run_protocol(cfg: Any) -> dict[str, Any]:
     """Everything except the seed that changes a run's result, as flat dotted keys.
 
     ``model.*``: every preset option after overrides (so a changed preset default is a changed
     protocol); ``data.*``: the data subset sizes; ``train.*``: every training setting except
-    ``_NOT_PROTOCOL``. The tables group runs on this and refuse to average runs that differ.
+    ``scnf.train.config.NOT_PROTOCOL_KEYS``. The tables group runs on this and refuse to
+    average runs that differ.
     """
     model = {**preset_options(cfg.preset), **cfg.model}
     out: dict[str, Any] = {f"model.{k}": _plain(v) for k, v in sorted(model.items())}
     out.update({"data.num_train": cfg.data.num_train, "data.num_test": cfg.data.num_test})
     train = cfg.train.__dict__ if hasattr(cfg.train, "__dict__") else dict(cfg.train)
     out.update(
-        {f"train.{k}": _plain(v) for k, v in sorted(train.items()) if k not in _NOT_PROTOCOL}
+        {f"train.{k}": _plain(v) for k, v in sorted(train.items()) if k not in NOT_PROTOCOL_KEYS}
     )
     return out
 

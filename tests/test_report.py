@@ -399,6 +399,31 @@ def test_write_table_csv_and_markdown(tmp_path: Path) -> None:
     assert counts == {"reproduced": 2, "better": 0, "worse": 0, "inconclusive": 0, "not run": 14}
 
 
+def test_protocol_lines_name_the_optimisation_where_no_column_does(tmp_path: Path) -> None:
+    """Table 1 has no optimisation column: a row trained with EM-SGD says so in its protocol;
+    Table 2 shows mode and L_clf as columns and leaves them out of the protocol line."""
+    em = {"train.mode": "em-sgd", "train.clf_weight": 0.0, "train.lr": 0.003}
+    sgd = {"train.mode": "sgd", "train.clf_weight": 0.0, "train.lr": 0.001}
+    records = [
+        toy("moons", "toy-glow-gmm", s, 1.0, 1.2, mode="em-sgd", protocol=em) for s in range(3)
+    ]
+    records += [toy("moons", "toy-glow-glow", s, 0.5, 1.1, protocol=sgd) for s in range(3)]
+    rows = write_table("table1", _runs_csv(tmp_path, records), tmp_path / "t1.csv",
+                       tmp_path / "t1.md", protocol=PAPER)  # fmt: skip
+    md = (tmp_path / "t1.md").read_text()
+    gmm, glow = (
+        find(rows, h="gmm", f="glow", dataset="moons"),
+        find(rows, h="glow", f="glow", dataset="moons"),
+    )
+    assert gmm["protocol_id"] != glow["protocol_id"]
+    assert f"- `{gmm['protocol_id']}`: clf_weight=0.0, lr=0.003, mode=em-sgd" in md
+    assert f"- `{glow['protocol_id']}`: clf_weight=0.0, lr=0.001, mode=sgd" in md
+    mnist = [run_record(mode="em-sgd", seed=s, protocol=em) for s in range(2)]
+    write_table("table2", _runs_csv(tmp_path, mnist), tmp_path / "t2.csv", tmp_path / "t2.md",
+                protocol=PAPER)  # fmt: skip
+    assert "lr=0.003" in (md2 := (tmp_path / "t2.md").read_text()) and "mode=" not in md2
+
+
 def test_reduced_protocol_banner(tmp_path: Path) -> None:
     records = [toy("moons", "toy-glow-glow", s, 0.6, 1.11) for s in range(3)]
     out_md = tmp_path / "table1.md"

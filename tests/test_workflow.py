@@ -326,7 +326,7 @@ def test_table2_zf_dim_matches_the_table_code() -> None:
 @pytest.mark.parametrize(
     ("dataset", "variant", "spec"),
     [
-        ("moons", "ffjord-gmm", {"preset": "toy-ffjord-gmm"}),
+        ("moons", "ffjord-gmm", {"preset": "toy-ffjord-gmm", "f": "ffjord", "h": "gmm"}),
         ("mnist", "glow-sgd-zf49",
          {"preset": "mnist-glow", "mode": "sgd", "clf": False, "zf_dim": 49}),
         ("mnist", "gmm-em-sgd-clf-zf196",
@@ -361,6 +361,24 @@ def test_run_settings_compose_config_and_variant() -> None:
     toy = grid.run_settings(cfg, "circles", "glow-gmm", 0)
     assert toy["preset"] == "toy-glow-gmm" and toy["model"] == cfg["toy"]["model"]
     assert toy["train"]["optimizer"] == cfg["toy"]["train"]["optimizer"]
+
+
+def test_toy_head_settings_override_only_their_head() -> None:
+    """toy.head_settings.<h> changes mode / clf_weight / train keys of that head's rows only."""
+    cfg = load("quick")
+    cfg["toy"]["mode"], cfg["toy"]["clf_weight"] = "sgd", 0.0
+    cfg["toy"]["head_settings"] = {
+        "gmm": {"mode": "em-sgd", "clf_weight": 0.5, "train": {"lr": 3e-3}}
+    }
+    for f in ("glow", "ffjord"):
+        gmm = grid.run_settings(cfg, "moons", f"{f}-gmm", 1)["train"]
+        glow = grid.run_settings(cfg, "moons", f"{f}-glow", 1)["train"]
+        assert (gmm["mode"], gmm["clf_weight"], gmm["lr"]) == ("em-sgd", 0.5, 3e-3)
+        assert (glow["mode"], glow["clf_weight"]) == ("sgd", 0.0)
+        assert glow["lr"] == cfg["toy"]["train"]["lr"] != 3e-3
+        assert {k: v for k, v in gmm.items() if k not in ("mode", "clf_weight", "lr")} == {
+            k: v for k, v in glow.items() if k not in ("mode", "clf_weight", "lr")
+        }
 
 
 def test_run_settings_are_a_valid_run_config(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
 from scnf.train.checkpoint import atomic_save, load_checkpoint
+from scnf.train.config import NOT_PROTOCOL_KEYS
 
 CHECKPOINT, FINAL_MODEL, RUN_CONFIG = "checkpoint.pt", "model.pt", "config.yaml"
 TRAIN_LOG, METRICS = "train_log.jsonl", "metrics.json"
@@ -485,13 +486,12 @@ def classification_error(model: M2, x: Tensor, y: Tensor, batch_size: int) -> fl
 
 
 _MODEL_KEYS = ("hidden", "latent")  # architecture; every other result-changing key is training
-_NOT_PROTOCOL = ("progress", "checkpoint_every")  # change nothing in the result
 
 
 def _train_protocol(t: Any, model_prefix: str, train_prefix: str) -> dict[str, Any]:
     """A ``train`` section as flat dotted keys, like ``scnf.evaluate.run_protocol``."""
     out: dict[str, Any] = {f"{train_prefix}optimizer": "adam"}
     for k, v in sorted(vars(t).items()):
-        if k not in _NOT_PROTOCOL:
+        if k not in NOT_PROTOCOL_KEYS:
             out[(model_prefix if k in _MODEL_KEYS else train_prefix) + k] = v
     return out

@@ -345,9 +345,10 @@ def _cells(row: dict[str, Any], m: str) -> list[str]:
     return [ours, paper, "—" if diff is None else f"{diff:+.2f}", row[f"{m}_verdict"]]
 
 
-def _protocol_lines(protocols: dict[str, pd.Series]) -> list[str]:
+def _protocol_lines(protocols: dict[str, pd.Series], in_columns: tuple[str, ...] = ()) -> list[str]:
     """One line per protocol id: the data sizes and training settings its runs used, and the
-    model options in which the table's protocols differ from each other."""
+    model options in which the table's protocols differ from each other. ``in_columns``: the
+    protocol keys the table already shows as columns (Table 2's optimisation and L_clf)."""
     runs = list(protocols.values())
     cols = [str(c) for c in runs[0].index if str(c).startswith(IDENTITY_PREFIX)] if runs else []
     varying = {
@@ -360,7 +361,7 @@ def _protocol_lines(protocols: dict[str, pd.Series]) -> list[str]:
         for col in cols:
             key, value = col.removeprefix(IDENTITY_PREFIX), run.get(col)
             shown = key.startswith(("train.", "data.")) or col in varying
-            if not shown or key in ("train.mode", "train.clf_weight"):
+            if not shown or key in in_columns:
                 continue
             if value is None:
                 value = "all" if key.startswith("data.") else "null"
@@ -446,7 +447,8 @@ def format_table(
         ]
     if protocols:
         lines += ["", "Protocols (the runs of a row share every setting but the seed):", ""]
-        lines += _protocol_lines(protocols)
+        in_columns = ("train.mode", "train.clf_weight") if "optimisation" in spec.keys else ()
+        lines += _protocol_lines(protocols, in_columns)
     for note in (spec.note, paper[table_id].get("note", "")):
         if note:
             lines += ["", f"Note: {note}"]

@@ -64,6 +64,15 @@ class TrainConfig:
     progress: bool = True  # show a progress bar
 
 
+# Train keys that change nothing in a run's result (display, bookkeeping, device, compilation):
+# left out of the protocol a run records, so that toggling them never splits a table row. One
+# list for the SCNF runs (scnf.evaluate.run_protocol) and the baselines (scnf.baselines.train).
+NOT_PROTOCOL_KEYS = frozenset(
+    {"progress", "device", "checkpoint_every", "monitor_every", "monitor_size",
+     "compile", "compile_mode"}
+)  # fmt: skip
+
+
 @dataclass
 class EvalConfig:
     batch_size: int = 512

@@ -72,15 +72,20 @@ def run_path(run, filename):
     return res(f"runs/{run.key}/{filename}")
 
 
-def table_metrics(wildcards):
-    """The metrics.json of every run (all seeds) of table ``wildcards.table``.
+def table_metric_paths(table_id):
+    """The metrics.json of every run (all seeds) of table ``table_id``.
 
     Table 2 also gets the measured Kingma et al. (2014) baselines (workflow/rules/baseline.smk).
     """
-    paths = [run_path(r, "metrics.json") for r in grid.table_runs(config, wildcards.table)]
-    if wildcards.table == "table2":
+    paths = [run_path(r, "metrics.json") for r in grid.table_runs(config, table_id)]
+    if table_id == "table2":
         paths += [res(p) for p in grid.baseline_metrics(config)]
     return paths
+
+
+def table_metrics(wildcards):
+    """Input function: ``table_metric_paths`` of the rule's ``{table}`` wildcard."""
+    return table_metric_paths(wildcards.table)
 
 
 def fig2_inputs(wildcards):
@@ -123,14 +128,7 @@ def baseline_benchmarks(wildcards=None):
 
 def all_metrics(wildcards=None):
     """The metrics.json of every run of every table, each once (the input of runs.csv)."""
-    return list(dict.fromkeys(p for t in grid.TABLE_IDS for p in table_metrics(Table(t))))
-
-
-class Table:
-    """Stand-in for a wildcards object with only ``table`` set (for calls outside a rule)."""
-
-    def __init__(self, table):
-        self.table = table
+    return list(dict.fromkeys(p for t in grid.TABLE_IDS for p in table_metric_paths(t)))
 
 
 def table_outputs():

@@ -54,7 +54,8 @@ def mnist_variant(head: str, mode: str, clf: bool, zf_dim: int) -> str:
 
 
 def parse_variant(dataset: str, variant: str) -> dict[str, Any]:
-    """What a variant name fixes: ``preset``, ``mode``, ``clf`` (bool) and, for MNIST, ``zf_dim``.
+    """What a variant name fixes: ``preset``; for a toy run ``f`` and ``h``; for MNIST ``mode``,
+    ``clf`` (bool) and ``zf_dim``.
 
     Raises:
         ValueError: the name does not follow the scheme of ``dataset``'s family.
@@ -63,7 +64,7 @@ def parse_variant(dataset: str, variant: str) -> dict[str, Any]:
         m = _TOY_VARIANT.match(variant)
         if m is None:
             raise ValueError(f"toy variant {variant!r} is not '<glow|ffjord>-<glow|gmm>'")
-        return {"preset": f"toy-{m['f']}-{m['h']}"}
+        return {"preset": f"toy-{m['f']}-{m['h']}", "f": m["f"], "h": m["h"]}
     if dataset == "mnist":
         m = _MNIST_VARIANT.match(variant)
         if m is None:
@@ -145,6 +146,8 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
 
     The workflow config's family section (``toy`` or ``mnist``) gives the model overrides, data
     subset and ``train`` section; the variant name gives preset, mode, L_clf and ``zf_dim``.
+    A toy run's head may override ``mode``, ``clf_weight`` and ``train`` keys through
+    ``toy.head_settings.<h>`` (e.g. EM-SGD for the GMM head).
     The device is not part of it (it is passed on the command line), so moving a run to another
     device does not invalidate its results.
     """
@@ -157,12 +160,15 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
         mode = spec["mode"]
         clf_weight = float(section["clf_weight"]) if spec["clf"] else 0.0
     else:
-        mode = section["mode"]
-        clf_weight = float(section["clf_weight"])
+        head = section.get("head_settings", {}).get(spec["h"], {})
+        mode = head.get("mode", section["mode"])
+        clf_weight = float(head.get("clf_weight", section["clf_weight"]))
     data = {"dir": config["data_dir"], "download": config["download"]}
     data.update(section.get("data", {}))
     train = {"mode": mode, "clf_weight": clf_weight}
     train.update(section["train"])
+    if family == "toy":
+        train.update(head.get("train", {}))
     return {
         "name": f"{config['name']}/{dataset}/{variant}/seed{seed}",
         "dataset": dataset,
