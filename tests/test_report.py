@@ -424,6 +424,25 @@ def test_protocol_lines_name_the_optimisation_where_no_column_does(tmp_path: Pat
     assert "lr=0.003" in (md2 := (tmp_path / "t2.md").read_text()) and "mode=" not in md2
 
 
+def test_protocol_lines_of_a_shared_runs_csv(tmp_path: Path) -> None:
+    """A runs.csv holding two families (toy runs and MNIST-side settings): integer settings
+    read back as integers, the other family's keys are neither shown nor hashed."""
+    toy_protocol = {"train.batch_size": 256, "train.lr": 0.001}
+    other = {"train.alpha_per_n": 0.1, "model.hidden": 600}
+    records = [toy("moons", "toy-glow-glow", s, 0.5, 1.1, protocol=toy_protocol) for s in range(3)]
+    alone = write_table("table1", _runs_csv(tmp_path, records), tmp_path / "a.csv",
+                        tmp_path / "a.md", protocol=PAPER)  # fmt: skip
+    records += [run_record(seed=s, protocol=other) for s in range(2)]
+    csv = _runs_csv(tmp_path, records)
+    assert read_runs(csv)["protocol.train.batch_size"].tolist() == [256, 256, 256, None, None]
+    rows = write_table("table1", csv, tmp_path / "t1.csv", tmp_path / "t1.md", protocol=PAPER)
+    md = (tmp_path / "t1.md").read_text()
+    pid = find(rows, h="glow", f="glow", dataset="moons")["protocol_id"]
+    assert pid == find(alone, h="glow", f="glow", dataset="moons")["protocol_id"]
+    assert f"- `{pid}`: batch_size=256, lr=0.001" in md
+    assert "alpha_per_n" not in md and "256.0" not in md
+
+
 def test_reduced_protocol_banner(tmp_path: Path) -> None:
     records = [toy("moons", "toy-glow-glow", s, 0.6, 1.11) for s in range(3)]
     out_md = tmp_path / "table1.md"

@@ -92,6 +92,10 @@ def collect_runs(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=[*RUN_KEYS, *METRICS, "path"])
+    # Settings keep their type where another family's runs leave the column empty (256, not
+    # 256.0, in the CSV).
+    settings = [c for c in frame.columns if c.startswith(IDENTITY_PREFIX)]
+    frame[settings] = pd.DataFrame({c: [r.get(c) for r in rows] for c in settings}, dtype=object)
     return frame
 
 
@@ -105,9 +109,30 @@ def write_runs(metrics_paths: Iterable[str | Path], out_csv: str | Path) -> pd.D
 
 
 def read_runs(path: str | Path) -> pd.DataFrame:
-    """Read ``runs.csv`` back (empty cells become None, integers stay integers)."""
-    frame = pd.read_csv(path, dtype={k: "object" for k in ("dataset", "preset", "f", "h")})
-    return frame.astype(object).where(frame.notna(), None)
+    """Read ``runs.csv`` back (empty cells become None).
+
+    ``protocol.*`` settings are parsed cell by cell, so an integer setting stays an integer
+    (``256``, not ``256.0``) even where another family's runs leave its column empty.
+    """
+    header = pd.read_csv(path, nrows=0).columns
+    text = {c: "object" for c in header if c.startswith(IDENTITY_PREFIX)}
+    frame = pd.read_csv(path, dtype={k: "object" for k in ("dataset", "preset", "f", "h")} | text)
+    frame = frame.astype(object).where(frame.notna(), None)
+    for col in text:
+        frame[col] = pd.Series([_setting(v) for v in frame[col]], index=frame.index, dtype=object)
+    return frame
+
+
+def _setting(cell: str | None) -> Any:
+    """A protocol cell as written: int, else float, else the text itself (None stays None)."""
+    if cell is None:
+        return None
+    for kind in (int, float):
+        try:
+            return kind(cell)
+        except ValueError:
+            pass
+    return cell
 
 
 def identity_columns(frame: pd.DataFrame) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -225,11 +226,14 @@ def _protocol_id(group: pd.DataFrame) -> str | None:
     """Short hash of a row's protocol (its ``protocol.*`` columns), or None for an empty row.
 
     Rows trained with the same settings share an id, so the footnote lists each protocol once.
+    Empty settings are left out of the hash, so a run's id does not depend on which other
+    families' columns share its ``runs.csv``.
     """
     if group.empty:
         return None
     cols = [c for c in identity_columns(group) if c.startswith(IDENTITY_PREFIX)]
-    ident = {c: _as_text(group[c]).iloc[0] for c in cols}
+    first = group.iloc[0]
+    ident = {c: str(first[c]) for c in cols if not _missing(first[c])}
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -355,19 +359,29 @@ def _protocol_lines(protocols: dict[str, pd.Series], in_columns: tuple[str, ...]
         c for c in cols
         if c.startswith(IDENTITY_PREFIX + "model.") and len({str(r.get(c)) for r in runs}) > 1
     }  # fmt: skip
+    # Keys no run of this table has (another family's settings in a shared runs.csv).
+    absent = {
+        c for c in cols
+        if not c.startswith(IDENTITY_PREFIX + "data.") and all(_missing(r.get(c)) for r in runs)
+    }  # fmt: skip
     lines = []
     for pid, run in protocols.items():
         settings = []
         for col in cols:
             key, value = col.removeprefix(IDENTITY_PREFIX), run.get(col)
             shown = key.startswith(("train.", "data.")) or col in varying
-            if not shown or key in in_columns:
+            if not shown or key in in_columns or col in absent:
                 continue
-            if value is None:
+            if _missing(value):
                 value = "all" if key.startswith("data.") else "null"
             settings.append(f"{key.split('.', 1)[1]}={value}")
         lines.append(f"- `{pid}`: {', '.join(settings) or 'no protocol recorded'}")
     return lines
+
+
+def _missing(value: Any) -> bool:
+    """None, or the NaN that pandas writes for a setting a run does not have."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def banner(protocol: dict[str, Any] | None, config_name: str = "") -> list[str]:
