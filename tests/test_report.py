@@ -427,7 +427,7 @@ def test_protocol_lines_name_the_optimisation_where_no_column_does(tmp_path: Pat
 def test_protocol_lines_of_a_shared_runs_csv(tmp_path: Path) -> None:
     """A runs.csv holding two families (toy runs and MNIST-side settings): integer settings
     read back as integers, the other family's keys are neither shown nor hashed."""
-    toy_protocol = {"train.batch_size": 256, "train.lr": 0.001}
+    toy_protocol = {"train.batch_size": 256, "train.lr": 0.001, "train.grad_clip": None}
     other = {"train.alpha_per_n": 0.1, "model.hidden": 600}
     records = [toy("moons", "toy-glow-glow", s, 0.5, 1.1, protocol=toy_protocol) for s in range(3)]
     alone = write_table("table1", _runs_csv(tmp_path, records), tmp_path / "a.csv",
@@ -439,7 +439,7 @@ def test_protocol_lines_of_a_shared_runs_csv(tmp_path: Path) -> None:
     md = (tmp_path / "t1.md").read_text()
     pid = find(rows, h="glow", f="glow", dataset="moons")["protocol_id"]
     assert pid == find(alone, h="glow", f="glow", dataset="moons")["protocol_id"]
-    assert f"- `{pid}`: batch_size=256, lr=0.001" in md
+    assert f"- `{pid}`: batch_size=256, grad_clip=null, lr=0.001" in md
     assert "alpha_per_n" not in md and "256.0" not in md
 
 

@@ -59,7 +59,8 @@ def run_row(record: dict[str, Any], train: dict[str, Any] | None = None) -> dict
     run = record["run"]
     row: dict[str, Any] = {k: run.get(k) for k in RUN_KEYS}
     for key, value in sorted((run.get("protocol") or {}).items()):
-        row[IDENTITY_PREFIX + key] = _cell(value)
+        # A null setting is the text "null"; an empty cell means the run has no such key.
+        row[IDENTITY_PREFIX + key] = "null" if value is None else _cell(value)
     for key in METRICS:
         row[key] = record.get(key)
     train = train or {}
@@ -116,7 +117,13 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     """
     header = pd.read_csv(path, nrows=0).columns
     text = {c: "object" for c in header if c.startswith(IDENTITY_PREFIX)}
-    frame = pd.read_csv(path, dtype={k: "object" for k in ("dataset", "preset", "f", "h")} | text)
+    # Only an empty cell is missing: a null setting is the text "null" (see run_row).
+    frame = pd.read_csv(
+        path,
+        dtype={k: "object" for k in ("dataset", "preset", "f", "h")} | text,
+        keep_default_na=False,
+        na_values=[""],
+    )
     frame = frame.astype(object).where(frame.notna(), None)
     for col in text:
         frame[col] = pd.Series([_setting(v) for v in frame[col]], index=frame.index, dtype=object)

@@ -359,21 +359,18 @@ def _protocol_lines(protocols: dict[str, pd.Series], in_columns: tuple[str, ...]
         c for c in cols
         if c.startswith(IDENTITY_PREFIX + "model.") and len({str(r.get(c)) for r in runs}) > 1
     }  # fmt: skip
-    # Keys no run of this table has (another family's settings in a shared runs.csv).
-    absent = {
-        c for c in cols
-        if not c.startswith(IDENTITY_PREFIX + "data.") and all(_missing(r.get(c)) for r in runs)
-    }  # fmt: skip
     lines = []
     for pid, run in protocols.items():
         settings = []
         for col in cols:
             key, value = col.removeprefix(IDENTITY_PREFIX), run.get(col)
             shown = key.startswith(("train.", "data.")) or col in varying
-            if not shown or key in in_columns or col in absent:
+            # An empty cell is a key this run does not have (another family's setting in a
+            # shared runs.csv); a key set to null is the text "null" (see runs.run_row).
+            if not shown or key in in_columns or _missing(value):
                 continue
-            if _missing(value):
-                value = "all" if key.startswith("data.") else "null"
+            if value == "null" and key.startswith("data."):
+                value = "all"
             settings.append(f"{key.split('.', 1)[1]}={value}")
         lines.append(f"- `{pid}`: {', '.join(settings) or 'no protocol recorded'}")
     return lines
