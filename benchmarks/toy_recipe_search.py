@@ -67,6 +67,43 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lab33-wd": {"train": {"optimizer": "adamw", "weight_decay": 1e-2}, "model": {}},
     "lab05-lr3e-3": {"train": {"labelled_fraction": 0.05, "lr": 3e-3}, "model": {}},
     "lab05-b128": {"train": {"labelled_fraction": 0.05, "batch_size": 128}, "model": {}},
+    # 2026-12-03: the labelled share of the batch sets how much density mass the 10 labelled
+    # points get (1/3 of it at lab33); at 1 % (10 of 1000, eq. (1)'s own weight) none extra.
+    "lab01-wd": {
+        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
+        "model": {},
+    },
+    # eq. (1) at its own weights plus L_clf (the paper's Sec. 3.4 term, used in its Table 2):
+    # the extra weight goes to log p(y | x) of the labelled points, not to their density.
+    "lab01-wd-clf03": {
+        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
+        "model": {},
+        "clf_weight": 0.3,
+    },
+    "lab01-wd-clf1": {
+        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
+        "model": {},
+        "clf_weight": 1.0,
+    },
+    "lab01-wd01-clf1": {
+        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-1},
+        "model": {},
+        "clf_weight": 1.0,
+    },
+    "lab03-wd-clf1": {
+        "train": {"labelled_fraction": 0.03, "optimizer": "adamw", "weight_decay": 1e-2},
+        "model": {},
+        "clf_weight": 1.0,
+    },
+    "lab01-wd-b1000": {
+        "train": {
+            "labelled_fraction": 0.01,
+            "optimizer": "adamw",
+            "weight_decay": 1e-2,
+            "batch_size": 1000,
+        },
+        "model": {},
+    },
 }
 
 
@@ -121,7 +158,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     model.train()
     for step in range(1, total + 1):
         x, y = sampler.sample()
-        terms = semi_supervised_objective(model, x, y, "sgd")
+        terms = semi_supervised_objective(model, x, y, "sgd", spec.get("clf_weight", 0.0))
         opt.zero_grad(set_to_none=True)
         terms.loss.backward()
         opt.step()
@@ -148,6 +185,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     return {
         **{k: job[k] for k in ("config", "dataset", "preset", "seed")},
         "train": train,
+        "clf_weight": spec.get("clf_weight", 0.0),
         "model": {**spec["model"], **job.get("model", {})},
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "curve": curve,
