@@ -638,3 +638,17 @@ def test_table1_shows_the_data_limits(tmp_path: Path) -> None:
     md = (tmp_path / "t.md").read_text()
     assert "limit: Bayes error (%) | limit: entropy (nats)" in md
     assert "| reproduced | 0.060 ± 0.002 | 1.010 ± 0.001 |" in md
+
+
+def test_report_names_what_was_left_out(tmp_path: Path) -> None:
+    """A family or baseline model left out is named with its reason, never filled in."""
+    out = tmp_path / "REPORT.md"
+    prov = collect({"name": "paper"}, wall_time_s=1.0)
+    write_report(out, "paper", {}, {}, prov, protocol=PAPER, families=["toy", "baseline"],
+                 baselines_left_out=["m2"])  # fmt: skip
+    text = out.read_text()
+    assert "## Not run" in text
+    assert "M2 (Kingma et al., 2014, on pixels) was left out of this run (`baseline.models`)" in text
+    assert "The SCNF MNIST family" in text and "The toy family" not in text
+    write_report(out, "paper", {}, {}, prov, protocol=PAPER, families=["toy", "baseline", "mnist"])
+    assert "## Not run" not in out.read_text()

@@ -460,3 +460,18 @@ def test_environment_matches_pyproject(env: str, extras: tuple[str, ...]) -> Non
         specs += project["optional-dependencies"][extra]
     assert _env_packages(ROOT / env) == _requirements(specs)
     assert project["requires-python"] == ">=3.11"
+
+
+def test_baseline_models_pick_the_per_seed_baselines() -> None:
+    """baseline.models trains a subset; the rest is reported as left out, never invented."""
+    cfg = load("paper")
+    assert grid.baseline_keys(cfg) == [f"baseline/{m}/seed{s}" for m in ("m2", "m1m2")
+                                       for s in cfg["seeds"]]  # fmt: skip
+    cfg["baseline"]["models"] = ["m1m2"]
+    assert grid.baseline_keys(cfg) == [f"baseline/m1m2/seed{s}" for s in cfg["seeds"]]
+    assert grid.baseline_models_left_out(cfg) == ["m2"]
+    cfg["families"] = ["toy"]
+    assert grid.baseline_keys(cfg) == [] and grid.baseline_models_left_out(cfg) == []
+    cfg["families"], cfg["baseline"]["models"] = ["baseline"], ["m3"]
+    with pytest.raises(ValueError, match="baseline.models"):
+        grid.baseline_keys(cfg)

@@ -48,6 +48,9 @@ _NOT_RUN = {
 }
 
 
+_BASELINE_NAMES = {"m2": "M2 (Kingma et al., 2014, on pixels)", "m1m2": "M1+M2 (Kingma et al., 2014)"}
+
+
 def _relative(path: Path, start: Path) -> str:
     """``path`` relative to ``start`` with forward slashes, as Markdown links want."""
     try:
@@ -89,6 +92,7 @@ def write_report(
     protocol: dict[str, Any] | None = None,
     curves: dict[str, Path] | None = None,
     families: list[str] | None = None,
+    baselines_left_out: list[str] | None = None,
 ) -> None:
     """Write REPORT.md.
 
@@ -108,6 +112,8 @@ def write_report(
         curves: optional table id -> PNG of its runs' monitored metrics against steps.
         families: the run families the config trained (``toy``, ``baseline``, ``mnist``); one left
             out is named in the report with the reason its rows are "not run".
+        baselines_left_out: baseline models (``m2``, ``m1m2``) the config's ``baseline.models``
+            left out although it trains the ``baseline`` family; named the same way.
     """
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -163,12 +169,14 @@ def write_report(
         "",
     ]
 
-    left_out = [f for f in _NOT_RUN if families is not None and f not in families]
+    left_out = [f"- {_NOT_RUN[f]}" for f in _NOT_RUN if families is not None and f not in families]
+    left_out += [
+        f"- The baseline {_BASELINE_NAMES.get(m, m)} was left out of this run "
+        "(`baseline.models`); its row is shown as not run."
+        for m in baselines_left_out or []
+    ]
     if left_out:
-        lines += ["## Not run", ""]
-        for fam in left_out:
-            lines.append(f"- {_NOT_RUN[fam]}")
-        lines.append("")
+        lines += ["## Not run", "", *left_out, ""]
 
     lines += ["## Tables", ""]
     for tid, text in table_text.items():

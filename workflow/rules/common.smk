@@ -123,7 +123,8 @@ def benchmarks(step):
 def baseline_benchmarks(wildcards=None):
     """Benchmark files of the baseline jobs (M1 once, M2 and M1+M2 per seed), if any."""
     keys = grid.baseline_keys(config)
-    return [os.path.join(BENCH, f"{k}.tsv") for k in ["baseline/m1", *keys]] if keys else []
+    m1 = ["baseline/m1"] if "m1m2" in grid.baseline_models(config) else []
+    return [os.path.join(BENCH, f"{k}.tsv") for k in [*m1, *keys]]
 
 
 def all_metrics(wildcards=None):

@@ -126,6 +126,7 @@ rule report:
         config_name=config["name"],
         protocol=config["protocol"],
         families=grid.families(config),
+        baselines_left_out=grid.baseline_models_left_out(config),
         table_ids=grid.TABLE_IDS,
         toy_captions=toy_plot_captions,
         # The workflow config as validated (defaults filled in), recorded as provenance.

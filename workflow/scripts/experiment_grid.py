@@ -187,12 +187,28 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
 BASELINE_MODELS = ("m2", "m1m2")
 
 
-def baseline_keys(config: dict[str, Any]) -> list[str]:
-    """Run paths below ``results/<name>/runs/`` of the per-seed baselines, in table order
-    (none when the ``baseline`` family is left out of ``config['families']``)."""
+def baseline_models(config: dict[str, Any]) -> list[str]:
+    """The per-seed baselines this config trains, in table order (``baseline.models``; default
+    both; none when the ``baseline`` family is left out of ``config['families']``)."""
     if "baseline" not in families(config):
         return []
-    return [f"baseline/{m}/seed{s}" for m in BASELINE_MODELS for s in config["seeds"]]
+    chosen = config.get("baseline", {}).get("models", list(BASELINE_MODELS))
+    unknown = sorted(set(chosen) - set(BASELINE_MODELS))
+    if unknown:
+        raise ValueError(f"baseline.models: unknown {unknown}; choose from {list(BASELINE_MODELS)}")
+    return [m for m in BASELINE_MODELS if m in chosen]
+
+
+def baseline_models_left_out(config: dict[str, Any]) -> list[str]:
+    """Baselines of a config that trains the ``baseline`` family but not this model."""
+    if "baseline" not in families(config):
+        return []
+    return [m for m in BASELINE_MODELS if m not in baseline_models(config)]
+
+
+def baseline_keys(config: dict[str, Any]) -> list[str]:
+    """Run paths below ``results/<name>/runs/`` of the per-seed baselines, in table order."""
+    return [f"baseline/{m}/seed{s}" for m in baseline_models(config) for s in config["seeds"]]
 
 
 def baseline_metrics(config: dict[str, Any]) -> list[str]:

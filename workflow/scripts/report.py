@@ -71,6 +71,7 @@ def build_report(smk: Any) -> None:
         protocol=dict(smk.params.protocol),
         curves=curves,
         families=list(smk.params.families),
+        baselines_left_out=list(smk.params.baselines_left_out),
     )
 
 
