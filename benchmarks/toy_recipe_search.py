@@ -47,6 +47,8 @@ SMALL: dict[str, Any] = {
     "head_steps": 2,
     "head_hidden": 32,
 }
+# 1 % labelled rows (10 of 1000, eq. (1)'s own weight) with decoupled weight decay.
+LAB01_WD: dict[str, Any] = {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2}
 CONFIGS: dict[str, dict[str, Any]] = {
     # today's config.yaml toy recipe, cut at 2000 steps (its curve shows the overfitting)
     "base": {"train": {}, "model": {}},
@@ -69,41 +71,14 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "lab05-b128": {"train": {"labelled_fraction": 0.05, "batch_size": 128}, "model": {}},
     # 2026-12-03: the labelled share of the batch sets how much density mass the 10 labelled
     # points get (1/3 of it at lab33); at 1 % (10 of 1000, eq. (1)'s own weight) none extra.
-    "lab01-wd": {
-        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
-        "model": {},
-    },
+    "lab01-wd": {"train": LAB01_WD, "model": {}},
     # eq. (1) at its own weights plus L_clf (the paper's Sec. 3.4 term, used in its Table 2):
     # the extra weight goes to log p(y | x) of the labelled points, not to their density.
-    "lab01-wd-clf03": {
-        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
-        "model": {},
-        "clf_weight": 0.3,
-    },
-    "lab01-wd-clf1": {
-        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-2},
-        "model": {},
-        "clf_weight": 1.0,
-    },
-    "lab01-wd01-clf1": {
-        "train": {"labelled_fraction": 0.01, "optimizer": "adamw", "weight_decay": 1e-1},
-        "model": {},
-        "clf_weight": 1.0,
-    },
-    "lab03-wd-clf1": {
-        "train": {"labelled_fraction": 0.03, "optimizer": "adamw", "weight_decay": 1e-2},
-        "model": {},
-        "clf_weight": 1.0,
-    },
-    "lab01-wd-b1000": {
-        "train": {
-            "labelled_fraction": 0.01,
-            "optimizer": "adamw",
-            "weight_decay": 1e-2,
-            "batch_size": 1000,
-        },
-        "model": {},
-    },
+    "lab01-wd-clf03": {"train": LAB01_WD, "model": {}, "clf_weight": 0.3},
+    "lab01-wd-clf1": {"train": LAB01_WD, "model": {}, "clf_weight": 1.0},
+    "lab01-wd01-clf1": {"train": {**LAB01_WD, "weight_decay": 1e-1}, "model": {}, "clf_weight": 1.0},
+    "lab03-wd-clf1": {"train": {**LAB01_WD, "labelled_fraction": 0.03}, "model": {}, "clf_weight": 1.0},
+    "lab01-wd-b1000": {"train": {**LAB01_WD, "batch_size": 1000}, "model": {}},
 }
 
 
