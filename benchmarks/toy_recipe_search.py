@@ -76,8 +76,16 @@ CONFIGS: dict[str, dict[str, Any]] = {
     # the extra weight goes to log p(y | x) of the labelled points, not to their density.
     "lab01-wd-clf03": {"train": LAB01_WD, "model": {}, "clf_weight": 0.3},
     "lab01-wd-clf1": {"train": LAB01_WD, "model": {}, "clf_weight": 1.0},
-    "lab01-wd01-clf1": {"train": {**LAB01_WD, "weight_decay": 1e-1}, "model": {}, "clf_weight": 1.0},
-    "lab03-wd-clf1": {"train": {**LAB01_WD, "labelled_fraction": 0.03}, "model": {}, "clf_weight": 1.0},
+    "lab01-wd01-clf1": {
+        "train": {**LAB01_WD, "weight_decay": 1e-1},
+        "model": {},
+        "clf_weight": 1.0,
+    },
+    "lab03-wd-clf1": {
+        "train": {**LAB01_WD, "labelled_fraction": 0.03},
+        "model": {},
+        "clf_weight": 1.0,
+    },
     "lab01-wd-b1000": {"train": {**LAB01_WD, "batch_size": 1000}, "model": {}},
 }
 
