@@ -214,6 +214,7 @@ def test_m1m2_pipeline_and_metrics(tmp_path: Path, real_dir: Path) -> None:
     assert train["steps"] == 5 and train["train_wall_s"] > 0
     log = full_log(tmp_path / "r")
     assert log[-1]["step"] == 5 and 0 <= log[-1]["mon_labelled_error"] <= 100
+    assert 0 <= log[-1]["mon_heldout_error"] <= 100
     assert m["num_test"] == 200 and m["num_labelled"] == 100 and m["steps"] == 5
     assert 0 <= m["test_error"] <= 100 and m["provenance"]["config"]["model"] == "m1m2"
 
@@ -252,3 +253,21 @@ def test_a_short_m2_run_learns(tmp_path: Path, real_dir: Path) -> None:
     cfg.data.num_train, cfg.data.num_test = 2000, 1000
     result = train_m2(cfg, tmp_path / "run")
     assert result["test_error"] < 60.0, result["test_error"]
+
+
+def test_heldout_monitor_watches_the_scnf_runs_images(tmp_path: Path, real_dir: Path) -> None:
+    """The baselines' held-out monitor scores the same unlabelled images as the SCNF runs'."""
+    from scnf.baselines.train import heldout_index, load_semi_pixels
+    from scnf.train.batches import load_data
+    from scnf.train.config import run_config_from_dict
+
+    split = _split(tmp_path, real_dir)
+    data = load_semi_pixels(_m2_cfg(split, real_dir))
+    held = heldout_index(data.x_unl.shape[0], size=50)
+    raw = {"dataset": "mnist", "preset": "mnist-glow", "split": str(split),
+           "data": {"dir": str(real_dir), "num_train": 400},
+           "train": {"monitor_size": 50}}  # fmt: skip
+    scnf = load_data(run_config_from_dict(raw), torch.device("cpu"), test=False)
+    assert torch.equal(data.y_unl[held], scnf.y_heldout)
+    pixels = (data.x_unl[held] * 255).round().to(torch.uint8)
+    assert torch.equal(pixels, scnf.x_heldout.reshape(50, -1))

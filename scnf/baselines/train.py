@@ -35,6 +35,7 @@ from scnf.baselines.config import (
 from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
+from scnf.train.batches import HELDOUT_SEED
 from scnf.train.checkpoint import atomic_save, load_checkpoint
 from scnf.train.config import NOT_PROTOCOL_KEYS
 
@@ -42,6 +43,7 @@ CHECKPOINT, FINAL_MODEL, RUN_CONFIG = "checkpoint.pt", "model.pt", "config.yaml"
 TRAIN_LOG, METRICS = "train_log.jsonl", "metrics.json"
 TRAIN_METRICS = "train_metrics.json"  # steps and wall time, as the SCNF runs write them
 EVAL_SEED = 20190505  # binarisation noise of M1's test ELBO (the same for every run)
+MONITOR_SIZE = 10_000  # unlabelled training images scored by the held-out monitor
 PRESETS = {"m1": "kingma2014-m1", "m2": "kingma2014-m2", "m1m2": "kingma2014-m1m2"}
 
 StepFn = Callable[[], tuple[Tensor, dict[str, Tensor]]]
@@ -62,6 +64,7 @@ class SemiData:
     x_lab: Tensor
     y_lab: Tensor
     x_unl: Tensor
+    y_unl: Tensor  # true labels of the unlabelled rows: a training monitor only, never trained on
     x_test: Tensor
     y_test: Tensor
 
@@ -80,7 +83,19 @@ def load_semi_pixels(cfg: M2Config) -> SemiData:
     if cfg.data.num_test is not None:
         x_test, y_test = x_test[: cfg.data.num_test], y_test[: cfg.data.num_test]
     x = _pixels(x_train)
-    return SemiData(x[labelled], y_train[labelled], x[is_unl], _pixels(x_test), y_test)
+    return SemiData(
+        x[labelled], y_train[labelled], x[is_unl], y_train[is_unl], _pixels(x_test), y_test
+    )
+
+
+def heldout_index(n_unl: int, size: int = MONITOR_SIZE) -> Tensor:
+    """Sorted rows of the unlabelled pool that the held-out monitor scores (fixed per pool size).
+
+    The same draw as the SCNF runs' MNIST monitor (``scnf.train.batches``): their labels are
+    hidden from training, so the error on them is a non-test convergence curve (transductive).
+    """
+    gen = torch.Generator().manual_seed(HELDOUT_SEED)
+    return torch.randperm(n_unl, generator=gen)[: min(size, n_unl)].sort().values
 
 
 def check_split_file(path: str | Path) -> None:
@@ -404,9 +419,16 @@ def train_m2(
             return mu
         return mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g)
 
+    held = heldout_index(n_unl)
+    x_held = feats["x_unl"][0][held] if stacked else data.x_unl[held]
+    y_held = data.y_unl[held]
+
     def monitor() -> dict[str, float]:
         x = feats["x_lab"][0] if stacked else data.x_lab
-        return {"mon_labelled_error": classification_error(model, x, data.y_lab, 1000)}
+        return {
+            "mon_labelled_error": classification_error(model, x, data.y_lab, 1000),
+            "mon_heldout_error": classification_error(model, x_held, y_held, 1000),
+        }
 
     def step() -> tuple[Tensor, dict[str, Tensor]]:
         il = torch.randint(n_lab, (bl,), generator=g)

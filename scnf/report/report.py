@@ -48,7 +48,10 @@ _NOT_RUN = {
 }
 
 
-_BASELINE_NAMES = {"m2": "M2 (Kingma et al., 2014, on pixels)", "m1m2": "M1+M2 (Kingma et al., 2014)"}
+_BASELINE_NAMES = {
+    "m2": "M2 (Kingma et al., 2014, on pixels)",
+    "m1m2": "M1+M2 (Kingma et al., 2014)",
+}
 
 
 def _relative(path: Path, start: Path) -> str:
