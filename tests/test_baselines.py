@@ -183,6 +183,40 @@ def test_resume_is_bit_identical(tmp_path: Path, real_dir: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_longer_schedule_continues_a_finished_run(tmp_path: Path, real_dir: Path) -> None:
+    """2 epochs, then the same config at 4: the weights and log of an uninterrupted 4-epoch run.
+
+    A shorter schedule or another setting does not continue: the old run is moved aside.
+    """
+    split = _split(tmp_path, real_dir)
+
+    def cfg(**train):  # ~400 unlabelled objects, 100 per step: 4 steps per epoch
+        return _m2_cfg(split, real_dir, unlabelled_batch=100, **train)
+
+    full = train_m2(cfg(epochs=4), tmp_path / "full")
+    train_m2(cfg(epochs=2), tmp_path / "grown")
+    first_half = full_log(tmp_path / "grown")
+    grown = train_m2(cfg(epochs=4), tmp_path / "grown")
+    # continued, not retrained (which would also give these weights): the first two epochs'
+    # log entries, wall times included, are the 2-epoch run's, and nothing was moved aside
+    assert full_log(tmp_path / "grown")[:2] == first_half
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "grown")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert grown["test_error"] == full["test_error"] and grown["steps"] == full["steps"] == 16
+    strip = ("seconds",)
+    logs = [[{k: v for k, v in e.items() if k not in strip} for e in full_log(tmp_path / r)]
+            for r in ("full", "grown")]  # fmt: skip
+    assert logs[0] == logs[1] and [e["step"] for e in logs[1]] == [4, 8, 12, 16]
+    assert not list((tmp_path / "grown").glob("superseded-*"))
+
+    train_m2(cfg(epochs=1), tmp_path / "grown")  # shorter: starts over
+    assert len(list((tmp_path / "grown").glob("superseded-*"))) == 1
+    assert [e["step"] for e in full_log(tmp_path / "grown")] == [4]
+    train_m2(cfg(epochs=2, lr=1e-3), tmp_path / "grown")  # another setting: starts over
+    assert len(list((tmp_path / "grown").glob("superseded-*"))) == 2
+    assert [e["step"] for e in full_log(tmp_path / "grown")] == [4, 8]
+
+
 def full_log(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 

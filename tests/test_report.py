@@ -139,7 +139,8 @@ def test_verdict_rule() -> None:
     assert verdict(0.0, 0.0, 3, 0.0, None, floor=0.5) == "reproduced"
     assert verdict(2.6, 0.9, 3, 2.6, None, floor=0.5) == "inconclusive"  # too noisy for 0.5
     assert verdict(None, None, 0, 1.9, 0.3) == "not run"
-    assert verdict(2.0, 0.1, 3, None, None) == "not run"  # no published value
+    assert verdict(2.0, 0.1, 3, None, None) == "n/a"  # no published value: nothing to compare
+    assert verdict(None, None, 0, None, None) == "n/a"
 
 
 def test_verdict_interval_is_welch() -> None:
@@ -237,7 +238,9 @@ def test_no_runs_every_row_not_run(paper: dict[str, Any]) -> None:
     for tid, metrics in (("table1", ["error", "nll"]), ("table2", ["error", "bpd"])):
         rows = build_table(tid, [], paper)
         assert len(rows) == len(paper[tid]["rows"])
-        assert {r[f"{m}_verdict"] for r in rows for m in metrics} == {"not run"}
+        cells = [(r[f"{m}_paper_mean"], r[f"{m}_verdict"]) for r in rows for m in metrics]
+        assert {v for p, v in cells if p is not None} == {"not run"}
+        assert {v for p, v in cells if p is None} <= {"n/a"}  # the baselines' bits/dim
 
 
 def test_table2_keying(paper: dict[str, Any]) -> None:
@@ -266,7 +269,7 @@ def test_table2_keying(paper: dict[str, Any]) -> None:
     assert glow["bpd_verdict"] == "reproduced"
     m1m2 = find(rows, model="kingma2014-m1m2")
     assert m1m2["error_paper_mean"] == 3.3 and m1m2["error_n"] == 1
-    assert m1m2["bpd_paper_mean"] is None and m1m2["bpd_verdict"] == "not run"
+    assert m1m2["bpd_paper_mean"] is None and m1m2["bpd_verdict"] == "n/a"
     m2 = find(rows, model="kingma2014-m2")
     assert m2["error_paper_mean"] == 11.97 and m2["error_verdict"] == "not run"
     assert sum(r["error_n"] for r in rows) == 9  # the z_f = 49 and the toy run are not Table 2's
@@ -557,8 +560,9 @@ def _report(tmp_path: Path, protocol: dict[str, Any], name: str) -> str:
 def test_write_report_paper_protocol(tmp_path: Path) -> None:
     text = _report(tmp_path, PAPER, "paper")
     assert "Not the paper's protocol" not in text
-    # 16 + 16 cells; moons glow/glow: 2 reproduced, counted as reproductions of the paper
-    assert "| **all** | **2** | **0** | **0** | **0** | **30** | **2** |" in text
+    # 16 + 14 cells (Table 2's baseline bits/dim cells have no published value);
+    # moons glow/glow: 2 reproduced, counted as reproductions of the paper
+    assert "| **all** | **2** | **0** | **0** | **0** | **28** | **2** |" in text
 
 
 def test_write_report_reduced_protocol_counts_no_reproduction(tmp_path: Path) -> None:
@@ -566,7 +570,7 @@ def test_write_report_reduced_protocol_counts_no_reproduction(tmp_path: Path) ->
     head = text.split("## How this report was produced")[0]
     assert "**Not the paper's protocol.** Config `quick`" in head
     assert "no cell counts as a reproduction of the paper" in text
-    assert "| **all** | **2** | **0** | **0** | **0** | **30** | **0** |" in text
+    assert "| **all** | **2** | **0** | **0** | **0** | **28** | **0** |" in text
 
 
 def test_provenance_fields() -> None:

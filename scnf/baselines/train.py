@@ -117,23 +117,61 @@ class _Interrupt(RuntimeError):
     """Raised by the test hook ``stop_after_step`` to simulate a killed job."""
 
 
+SCHEDULE_KEYS = ("epochs", "max_steps")  # train keys that only set how long a run trains
+
+
+def _lengthens(old: Any, new: dict[str, Any]) -> bool:
+    """True when config ``new`` equals ``old`` but for a schedule at least as long.
+
+    The baselines train with Adam at a constant step size, so nothing in a step depends on the
+    total: continuing a finished (or killed) run from its checkpoint to the longer schedule
+    gives the same weights as an uninterrupted run of that length.
+    """
+    if not isinstance(old, dict) or not isinstance(old.get("train"), dict):
+        return False
+
+    def without_schedule(d: dict[str, Any]) -> dict[str, Any]:
+        return {**d, "train": {k: v for k, v in d["train"].items() if k not in SCHEDULE_KEYS}}
+
+    def at_least(a: int | None, b: int | None) -> bool:  # None: no cap
+        return a is None or (b is not None and a >= b)
+
+    o, n = old["train"], new["train"]
+    return (
+        without_schedule(old) == without_schedule(new)
+        and n.get("epochs", 0) >= o.get("epochs", 0)
+        and at_least(n.get("max_steps"), o.get("max_steps"))
+    )
+
+
 def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path) -> None:
-    """Create ``out_dir``; a checkpoint of a *different* config moves to ``superseded-<time>/``."""
+    """Create ``out_dir``; a checkpoint of a *different* config moves to ``superseded-<time>/``.
+
+    A config that only lengthens the schedule keeps the checkpoint, and training continues
+    from it (``_lengthens``).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / RUN_CONFIG
+    new = what_is_trained(cfg)
     if (out_dir / CHECKPOINT).is_file():
         try:
-            same = yaml.safe_load(cfg_path.read_text()) == what_is_trained(cfg)
+            old = yaml.safe_load(cfg_path.read_text())
         except (OSError, yaml.YAMLError):
-            same = False
-        if not same:
+            old = None
+        if old != new and _lengthens(old, new):
+            print(
+                f"schedule lengthened from epochs={old['train']['epochs']}, max_steps="
+                f"{old['train']['max_steps']}: {out_dir} continues from its checkpoint",
+                file=sys.stderr,
+            )
+        elif old != new:
             aside = out_dir / f"superseded-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
             aside.mkdir()
             for name in (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS):
                 if (out_dir / name).exists():
                     (out_dir / name).rename(aside / name)
             print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
-    cfg_path.write_text(yaml.safe_dump(what_is_trained(cfg), sort_keys=False))
+    cfg_path.write_text(yaml.safe_dump(new, sort_keys=False))
 
 
 def _fit(

@@ -24,7 +24,7 @@ import pandas as pd
 import yaml
 
 from scnf.report.runs import IDENTITY_PREFIX, identity_columns, read_runs
-from scnf.report.verdict import FLOORS, VERDICTS, verdict
+from scnf.report.verdict import FLOORS, NO_PAPER_VALUE, VERDICTS, verdict
 
 __all__ = [
     "FLOORS",
@@ -430,7 +430,8 @@ def format_table(
                  for v in (row[k] for k in spec.keys)]  # fmt: skip
         for m in spec.metrics:
             cells += _cells(row, m)
-            counts[row[f"{m}_verdict"]] += 1
+            if row[f"{m}_verdict"] in counts:  # NO_PAPER_VALUE cells are not verdicts
+                counts[row[f"{m}_verdict"]] += 1
         if with_limits:
             cells += [f"{row['limit_error']:.3f} ± {row['limit_error_se']:.3f}",
                       f"{row['limit_nll']:.3f} ± {row['limit_nll_se']:.3f}"]  # fmt: skip
@@ -446,7 +447,12 @@ def format_table(
         "when hi < −floor, *worse* when lo > floor (significant at 5 % one-sided, by more than "
         f"the floor: {floors}); otherwise *reproduced* when the interval is at most "
         "4·max(σ_paper, floor) wide, *inconclusive* when it is wider or ours has fewer than 2 "
-        "seeds; *not run* when no run matches the row.",
+        "seeds; *not run* when no run matches the row"
+        + (
+            "; *n/a* where the paper publishes no value (nothing to compare, not counted)."
+            if any(row[f"{m}_verdict"] == NO_PAPER_VALUE for row in rows for m in spec.metrics)
+            else "."
+        ),
     ]
     if with_limits:
         lines += [

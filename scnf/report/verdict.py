@@ -19,7 +19,9 @@ and ``m = max(s_paper, floor)``. Then:
   widens the interval, so noise alone can never pass: it gives ``inconclusive``.
 * ``inconclusive``: otherwise, and whenever ours has fewer than ``MIN_SEEDS`` seeds (a single
   seed has no spread of its own, so it is never judged on one).
-* ``not run``: no run of ours, or no published value to compare with.
+* ``not run``: no run of ours for a published value.
+* ``n/a`` (``NO_PAPER_VALUE``): the paper publishes no value for the cell (Kingma et al.'s
+  bits/dim), so there is nothing to compare; such cells are not counted among the verdicts.
 
 With 3 seeds on each side an equivalence test with a margin of one published std (TOST) could
 never pass even for two identical experiments (its interval is about +-1.7 std wide); the rule
@@ -32,9 +34,18 @@ import math
 
 from scipy import stats
 
-__all__ = ["FLOORS", "MIN_SEEDS", "PAPER_SEEDS", "VERDICTS", "interval", "verdict"]
+__all__ = [
+    "FLOORS",
+    "MIN_SEEDS",
+    "NO_PAPER_VALUE",
+    "PAPER_SEEDS",
+    "VERDICTS",
+    "interval",
+    "verdict",
+]
 
 VERDICTS: tuple[str, ...] = ("reproduced", "better", "worse", "inconclusive", "not run")
+NO_PAPER_VALUE = "n/a"  # a cell without a published value: shown, never counted
 PAPER_SEEDS = 3  # label splits behind every published mean and std
 MIN_SEEDS = 2  # fewer seeds of ours give no spread to test with
 ALPHA = 0.05  # level of each one-sided test
@@ -73,8 +84,10 @@ def verdict(
     paper_std: float | None,
     floor: float = 0.0,
 ) -> str:
-    """One of ``VERDICTS`` for a lower-is-better metric (rule in the module docstring)."""
-    if n == 0 or ours_mean is None or paper_mean is None:
+    """A lower-is-better metric's verdict: one of ``VERDICTS``, or ``NO_PAPER_VALUE``."""
+    if paper_mean is None:
+        return NO_PAPER_VALUE
+    if n == 0 or ours_mean is None:
         return "not run"
     if n < MIN_SEEDS:
         return "inconclusive"
