@@ -183,33 +183,36 @@ def test_resume_is_bit_identical(tmp_path: Path, real_dir: Path) -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_longer_schedule_continues_a_finished_run(tmp_path: Path, real_dir: Path) -> None:
-    """2 epochs, then the same config at 4: the weights and log of an uninterrupted 4-epoch run.
-
-    A shorter schedule or another setting does not continue: the old run is moved aside.
-    """
+def test_a_new_schedule_length_continues_the_run(tmp_path: Path, real_dir: Path) -> None:
+    """A finished 2-epoch run lengthened to 4, and a 6-epoch run killed at step 12 and shortened
+    to 4: both end with the weights and log of an uninterrupted 4-epoch run. A schedule that the
+    checkpoint has passed, or another setting, starts over (the old run is moved aside)."""
     split = _split(tmp_path, real_dir)
 
     def cfg(**train):  # ~400 unlabelled objects, 100 per step: 4 steps per epoch
         return _m2_cfg(split, real_dir, unlabelled_batch=100, **train)
 
+    def log_of(run: str) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in full_log(tmp_path / run)]
+
     full = train_m2(cfg(epochs=4), tmp_path / "full")
+    assert full["steps"] == 16
     train_m2(cfg(epochs=2), tmp_path / "grown")
     first_half = full_log(tmp_path / "grown")
-    grown = train_m2(cfg(epochs=4), tmp_path / "grown")
+    with pytest.raises(_Interrupt):  # checkpoints every 4 steps: the last one at step 12
+        train_m2(cfg(epochs=6), tmp_path / "cut", stop_after_step=14)
+    for run in ("grown", "cut"):
+        res = train_m2(cfg(epochs=4), tmp_path / run)
+        a, b = _weights(tmp_path / "full"), _weights(tmp_path / run)
+        assert all(torch.equal(a[k], b[k]) for k in a), run
+        assert res["test_error"] == full["test_error"] and res["steps"] == 16
+        assert log_of(run) == log_of("full") and [e["step"] for e in log_of(run)] == [4, 8, 12, 16]
+        assert not list((tmp_path / run).glob("superseded-*"))
     # continued, not retrained (which would also give these weights): the first two epochs'
-    # log entries, wall times included, are the 2-epoch run's, and nothing was moved aside
+    # log entries, wall times included, are the 2-epoch run's
     assert full_log(tmp_path / "grown")[:2] == first_half
-    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "grown")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert grown["test_error"] == full["test_error"] and grown["steps"] == full["steps"] == 16
-    strip = ("seconds",)
-    logs = [[{k: v for k, v in e.items() if k not in strip} for e in full_log(tmp_path / r)]
-            for r in ("full", "grown")]  # fmt: skip
-    assert logs[0] == logs[1] and [e["step"] for e in logs[1]] == [4, 8, 12, 16]
-    assert not list((tmp_path / "grown").glob("superseded-*"))
 
-    train_m2(cfg(epochs=1), tmp_path / "grown")  # shorter: starts over
+    train_m2(cfg(epochs=1), tmp_path / "grown")  # the checkpoint (step 16) is past the end
     assert len(list((tmp_path / "grown").glob("superseded-*"))) == 1
     assert [e["step"] for e in full_log(tmp_path / "grown")] == [4]
     train_m2(cfg(epochs=2, lr=1e-3), tmp_path / "grown")  # another setting: starts over

@@ -120,35 +120,24 @@ class _Interrupt(RuntimeError):
 SCHEDULE_KEYS = ("epochs", "max_steps")  # train keys that only set how long a run trains
 
 
-def _lengthens(old: Any, new: dict[str, Any]) -> bool:
-    """True when config ``new`` equals ``old`` but for a schedule at least as long.
-
-    The baselines train with Adam at a constant step size, so nothing in a step depends on the
-    total: continuing a finished (or killed) run from its checkpoint to the longer schedule
-    gives the same weights as an uninterrupted run of that length.
-    """
+def _only_schedule_differs(old: Any, new: dict[str, Any]) -> bool:
+    """True when config ``new`` equals ``old`` but for ``SCHEDULE_KEYS``."""
     if not isinstance(old, dict) or not isinstance(old.get("train"), dict):
         return False
 
     def without_schedule(d: dict[str, Any]) -> dict[str, Any]:
         return {**d, "train": {k: v for k, v in d["train"].items() if k not in SCHEDULE_KEYS}}
 
-    def at_least(a: int | None, b: int | None) -> bool:  # None: no cap
-        return a is None or (b is not None and a >= b)
-
-    o, n = old["train"], new["train"]
-    return (
-        without_schedule(old) == without_schedule(new)
-        and n.get("epochs", 0) >= o.get("epochs", 0)
-        and at_least(n.get("max_steps"), o.get("max_steps"))
-    )
+    return without_schedule(old) == without_schedule(new)
 
 
-def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path) -> None:
+def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) -> None:
     """Create ``out_dir``; a checkpoint of a *different* config moves to ``superseded-<time>/``.
 
-    A config that only lengthens the schedule keeps the checkpoint, and training continues
-    from it (``_lengthens``).
+    A new schedule length (``SCHEDULE_KEYS``) keeps a checkpoint that has not passed its end:
+    the baselines train with Adam at a constant step size, so nothing in a step depends on
+    the total, and continuing from the checkpoint gives the weights of an uninterrupted run of
+    the new length (a finished run can be lengthened, a running one shortened).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / RUN_CONFIG
@@ -158,10 +147,14 @@ def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path) -> None:
             old = yaml.safe_load(cfg_path.read_text())
         except (OSError, yaml.YAMLError):
             old = None
-        if old != new and _lengthens(old, new):
+        step = None
+        if old != new and _only_schedule_differs(old, new):
+            step = load_checkpoint(out_dir / CHECKPOINT, torch.device("cpu"))["step"]
+        if step is not None and step <= total_steps:
             print(
-                f"schedule lengthened from epochs={old['train']['epochs']}, max_steps="
-                f"{old['train']['max_steps']}: {out_dir} continues from its checkpoint",
+                f"schedule changed from epochs={old['train']['epochs']}, max_steps="
+                f"{old['train']['max_steps']} to {total_steps} steps: {out_dir} continues from "
+                f"its checkpoint at step {step}",
                 file=sys.stderr,
             )
         elif old != new:
@@ -331,13 +324,13 @@ def train_m1(
     test, _ = load_mnist(cfg.data.dir, train=False, download=cfg.data.download)
     x = _pixels(images[: cfg.data.num_train])
     x_test = _pixels(test[: cfg.data.num_test])
-    _prepare_out_dir(cfg, out_dir)
+    steps_per_epoch = math.ceil(x.shape[0] / t.batch_size)
+    total = _total_steps(t.epochs, steps_per_epoch, t.max_steps)
+    _prepare_out_dir(cfg, out_dir, total)
     torch.manual_seed(cfg.seed)
     model = build_m1(cfg)
     optimizer = _adam(model, t)
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    steps_per_epoch = math.ceil(x.shape[0] / t.batch_size)
-    total = _total_steps(t.epochs, steps_per_epoch, t.max_steps)
 
     def step() -> tuple[Tensor, dict[str, Tensor]]:
         idx = torch.randint(x.shape[0], (t.batch_size,), generator=g)
@@ -418,7 +411,6 @@ def train_m2(
     if stacked:
         m1, m1_cfg = load_m1(cfg.m1_run)  # before reading MNIST: a missing M1 fails fast
     data = load_semi_pixels(cfg)
-    _prepare_out_dir(cfg, out_dir)
     n_lab, n_unl = data.x_lab.shape[0], data.x_unl.shape[0]
     extra: dict[str, Any] = {}
     if stacked:
@@ -447,6 +439,7 @@ def train_m2(
     alpha = t.alpha_per_n * (n_lab + n_unl)
     steps_per_epoch = math.ceil(n_unl / t.unlabelled_batch)
     total = _total_steps(t.epochs, steps_per_epoch, t.max_steps)
+    _prepare_out_dir(cfg, out_dir, total)
     bl, bu = t.labelled_batch, t.unlabelled_batch
 
     def inputs(key: str, idx: Tensor) -> Tensor:
