@@ -489,3 +489,15 @@ def test_cpu_estimate_refuses_paper_mnist_only() -> None:
         assert estimated_cpu_seconds(n, 256, toy_steps) < CPU_REFUSAL_SECONDS
     q = quick["mnist"]["train"]
     assert estimated_cpu_seconds(quick_mnist, q["batch_size"], q["max_steps"]) < 3600
+
+
+def test_move_aside_never_overwrites(tmp_path: Path) -> None:
+    """Two runs superseded within one second get two directories (a -2 suffix), each complete."""
+    from scnf.train.checkpoint import move_aside
+
+    asides = []
+    for text in ("first", "second"):
+        (tmp_path / "config.yaml").write_text(text)
+        asides.append(move_aside(tmp_path, ("config.yaml", "absent.pt")))
+    assert asides[0] != asides[1] and not (tmp_path / "config.yaml").exists()
+    assert [(a / "config.yaml").read_text() for a in asides] == ["first", "second"]

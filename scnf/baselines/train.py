@@ -36,7 +36,7 @@ from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
 from scnf.train.batches import HELDOUT_SEED
-from scnf.train.checkpoint import atomic_save, load_checkpoint
+from scnf.train.checkpoint import atomic_save, load_checkpoint, move_aside
 from scnf.train.config import NOT_PROTOCOL_KEYS
 
 CHECKPOINT, FINAL_MODEL, RUN_CONFIG = "checkpoint.pt", "model.pt", "config.yaml"
@@ -158,12 +158,8 @@ def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) 
                 file=sys.stderr,
             )
         elif old != new:
-            aside = out_dir / f"superseded-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-            aside.mkdir()
-            for name in (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS):
-                if (out_dir / name).exists():
-                    (out_dir / name).rename(aside / name)
-            print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
+            names = (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS)
+            move_aside(out_dir, names)
     cfg_path.write_text(yaml.safe_dump(new, sort_keys=False))
 
 

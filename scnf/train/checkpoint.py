@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,24 @@ def atomic_save(obj: Any, path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def move_aside(out_dir: Path, names: Iterable[str]) -> Path:
+    """Move the files ``names`` of ``out_dir`` into a new ``superseded-<UTC time>[-k]/``.
+
+    The suffix keeps two runs superseded within the same second apart; nothing is overwritten.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside, k = out_dir / f"superseded-{stamp}", 1
+    while aside.exists():
+        k += 1
+        aside = out_dir / f"superseded-{stamp}-{k}"
+    aside.mkdir()
+    for name in names:
+        if (out_dir / name).exists():
+            (out_dir / name).rename(aside / name)
+    print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
+    return aside
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:

@@ -37,6 +37,7 @@ from scnf.train.checkpoint import (
     atomic_save,
     build_model,
     load_checkpoint,
+    move_aside,
 )
 from scnf.train.config import RunConfig, load_run_config
 from scnf.train.em import e_step, hold_out_closed_form_parameters
@@ -66,13 +67,7 @@ def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
         except (ValueError, OSError):
             same = False
         if not same:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            aside = out_dir / f"superseded-{stamp}"
-            aside.mkdir()
-            for name in (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, TRAIN_METRICS):
-                if (out_dir / name).exists():
-                    (out_dir / name).rename(aside / name)
-            print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
+            move_aside(out_dir, (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, TRAIN_METRICS))
     cfg_path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
