@@ -35,7 +35,7 @@ from scnf.baselines.config import (
 from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
-from scnf.train.batches import HELDOUT_SEED
+from scnf.train.batches import heldout_index
 from scnf.train.checkpoint import atomic_save, load_checkpoint, move_aside
 from scnf.train.config import NOT_PROTOCOL_KEYS
 
@@ -88,16 +88,6 @@ def load_semi_pixels(cfg: M2Config) -> SemiData:
     )
 
 
-def heldout_index(n_unl: int, size: int = MONITOR_SIZE) -> Tensor:
-    """Sorted rows of the unlabelled pool that the held-out monitor scores (fixed per pool size).
-
-    The same draw as the SCNF runs' MNIST monitor (``scnf.train.batches``): their labels are
-    hidden from training, so the error on them is a non-test convergence curve (transductive).
-    """
-    gen = torch.Generator().manual_seed(HELDOUT_SEED)
-    return torch.randperm(n_unl, generator=gen)[: min(size, n_unl)].sort().values
-
-
 def check_split_file(path: str | Path) -> None:
     """Refuse a missing, damaged or non-MNIST split file before any data is read."""
     if not Path(path).is_file():
@@ -147,19 +137,19 @@ def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) 
             old = yaml.safe_load(cfg_path.read_text())
         except (OSError, yaml.YAMLError):
             old = None
-        step = None
-        if old != new and _only_schedule_differs(old, new):
-            step = load_checkpoint(out_dir / CHECKPOINT, torch.device("cpu"))["step"]
-        if step is not None and step <= total_steps:
-            print(
-                f"schedule changed from epochs={old['train']['epochs']}, max_steps="
-                f"{old['train']['max_steps']} to {total_steps} steps: {out_dir} continues from "
-                f"its checkpoint at step {step}",
-                file=sys.stderr,
-            )
-        elif old != new:
-            names = (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS)
-            move_aside(out_dir, names)
+        if old != new:
+            step = None
+            if _only_schedule_differs(old, new):
+                step = load_checkpoint(out_dir / CHECKPOINT, torch.device("cpu"))["step"]
+            if step is not None and step <= total_steps:
+                print(
+                    f"schedule changed to {total_steps} steps: {out_dir} continues from its "
+                    f"checkpoint at step {step}",
+                    file=sys.stderr,
+                )
+            else:
+                names = (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS)
+                move_aside(out_dir, names)
     cfg_path.write_text(yaml.safe_dump(new, sort_keys=False))
 
 
@@ -446,7 +436,7 @@ def train_m2(
             return mu
         return mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g)
 
-    held = heldout_index(n_unl)
+    held = heldout_index(n_unl, MONITOR_SIZE)
     x_held = feats["x_unl"][0][held] if stacked else data.x_unl[held]
     y_held = data.y_unl[held]
 

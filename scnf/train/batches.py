@@ -75,6 +75,16 @@ def planned_num_train(cfg: RunConfig) -> int:
     return labelled.numel() + int(is_unl.sum())
 
 
+def heldout_index(n_unl: int, size: int) -> Tensor:
+    """Sorted positions in an unlabelled pool of ``n_unl`` objects that the MNIST monitors score.
+
+    A fixed draw (``HELDOUT_SEED``), shared by the SCNF runs and the baselines: their labels are
+    hidden from training, so the error on them is a non-test convergence curve (transductive).
+    """
+    gen = torch.Generator().manual_seed(HELDOUT_SEED)
+    return torch.randperm(n_unl, generator=gen)[: min(size, n_unl)].sort().values
+
+
 def load_data(cfg: RunConfig, device: torch.device, test: bool = True) -> SemiSupervisedData:
     """Read the data set and the label split named in ``cfg``; put everything on ``device``.
 
@@ -105,8 +115,7 @@ def load_data(cfg: RunConfig, device: torch.device, test: bool = True) -> SemiSu
     if cfg.dataset == "mnist":
         pool = is_unl.nonzero()[:, 0]
         n = pool.numel()
-        gen = torch.Generator().manual_seed(HELDOUT_SEED)
-        held_index = pool[torch.randperm(n, generator=gen)[: min(size, n)].sort().values]
+        held_index = pool[heldout_index(n, size)]
         x_held, y_held = x_train[held_index], y_train[held_index]
         name = (
             f"{held_index.numel()} of the {n} unlabelled training images, scored against their "
