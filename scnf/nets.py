@@ -37,6 +37,24 @@ class MLP(nn.Module):
             x = F.relu(layer(x))
         return self.out(x)
 
+    def restricted(
+        self, x_in: Tensor, context: Tensor | None, in_index: Tensor, out_index: Tensor
+    ) -> Tensor:
+        """``forward(x)[:, out_index]`` for an ``x`` that is zero outside ``in_index``.
+
+        ``x_in`` holds only the ``in_index`` features: the first and last layers use the
+        matching slices of their weights, so the zeros are never multiplied.
+        """
+        first, *rest = self.hidden
+        x = _with_context(x_in, context) if self.context_dim else x_in
+        x = F.relu(F.linear(x, first.weight.index_select(1, _with_context_index(
+            in_index, first.in_features - self.context_dim, self.context_dim)), first.bias))
+        for layer in rest:
+            x = F.relu(layer(x))
+        return F.linear(
+            x, self.out.weight.index_select(0, out_index), self.out.bias.index_select(0, out_index)
+        )
+
 
 class ConvNet(nn.Module):
     """Glow's conditioner: conv3x3 -> ReLU -> conv1x1 -> ReLU -> zero-init conv3x3."""
@@ -54,6 +72,32 @@ class ConvNet(nn.Module):
         h = F.relu(self.conv_in(x))
         h = F.relu(self.conv_mid(h))
         return self.conv_out(h)
+
+    def restricted(
+        self, x_in: Tensor, context: Tensor | None, in_index: Tensor, out_index: Tensor
+    ) -> Tensor:
+        """``forward(x)[:, out_index]`` for an ``x`` that is zero outside channels ``in_index``.
+
+        The coupling layers' fast path: the first and last convolutions use the matching
+        slices of their weights (same parameters, same function, about half the work there).
+        """
+        x = _with_context(x_in, context) if self.context_dim else x_in
+        c_in = self.conv_in.in_channels - self.context_dim
+        w_in = self.conv_in.weight.index_select(
+            1, _with_context_index(in_index, c_in, self.context_dim)
+        )
+        h = F.relu(F.conv2d(x, w_in, self.conv_in.bias, padding=1))
+        h = F.relu(self.conv_mid(h))
+        w_out = self.conv_out.weight.index_select(0, out_index)
+        return F.conv2d(h, w_out, self.conv_out.bias.index_select(0, out_index), padding=1)
+
+
+def _with_context_index(in_index: Tensor, num_inputs: int, context_dim: int) -> Tensor:
+    """Input positions of ``in_index`` followed by those of the context, appended after the data."""
+    if not context_dim:
+        return in_index
+    extra = torch.arange(num_inputs, num_inputs + context_dim, device=in_index.device)
+    return torch.cat([in_index, extra])
 
 
 def _with_context(x: Tensor, context: Tensor | None) -> Tensor:

@@ -19,6 +19,8 @@ class InvertibleLinear(Flow):
     random rotation (Glow's choice), which mixes channels from the start.
     """
 
+    gather_permutation = True  # False: the plain P @ L @ U (benchmarks compare the two)
+
     def __init__(self, num_channels: int, generator: torch.Generator | None = None):
         super().__init__()
         c = num_channels
@@ -43,6 +45,9 @@ class InvertibleLinear(Flow):
         upper = torch.diag(self.sign_s * self.log_s.exp()).index_put(
             (self.tril_cols, self.tril_rows), self.upper
         )
+        if self.gather_permutation:
+            # P @ M as a row gather: the same numbers (P holds one 1 per row), one C^3 matmul less.
+            return (lower @ upper)[self.perm.argmax(dim=1)]
         return self.perm @ lower @ upper
 
     @staticmethod

@@ -56,6 +56,9 @@ class TrainConfig:
     # pool against its true labels; toys: the validation set). Epochs between monitors
     # (0 = only at the end; the final step is always monitored).
     monitor_every: int = 1
+    # Optimiser steps between extra monitors inside epochs (0 = none): a run of a few long
+    # epochs still gets a curve. Entries without train_* keys mark these in train_log.jsonl.
+    monitor_every_steps: int = 0
     monitor_size: int = 10_000  # held-out objects monitored (capped at the pool / val set)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"  # bf16: autocast of the conditioner nets
@@ -68,8 +71,8 @@ class TrainConfig:
 # left out of the protocol a run records, so that toggling them never splits a table row. One
 # list for the SCNF runs (scnf.evaluate.run_protocol) and the baselines (scnf.baselines.train).
 NOT_PROTOCOL_KEYS = frozenset(
-    {"progress", "device", "checkpoint_every", "monitor_every", "monitor_size",
-     "compile", "compile_mode"}
+    {"progress", "device", "checkpoint_every", "monitor_every", "monitor_every_steps",
+     "monitor_size", "compile", "compile_mode"}
 )  # fmt: skip
 
 
@@ -110,6 +113,8 @@ class RunConfig:
                 raise ConfigError(f"train.{key} must be >= 1")
         if t.monitor_every < 0:
             raise ConfigError("train.monitor_every must be >= 0 (0 = only at the end)")
+        if t.monitor_every_steps < 0:
+            raise ConfigError("train.monitor_every_steps must be >= 0 (0 = none)")
         if t.estep_every is not None and t.estep_every < 1:
             raise ConfigError("train.estep_every must be >= 1 or null (once per epoch)")
         if t.lr <= 0:

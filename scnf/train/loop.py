@@ -111,7 +111,7 @@ def train(
 
     _prepare_out_dir(cfg, out_dir)
     autocast_dtype = configure_precision(t, dev)
-    use_compile = t.compile and dev.type == "cuda"
+    use_compile = t.compile  # CPU (inductor, C++) or CUDA; the same numbers as eager
     data = load_data(cfg, dev, test=final_eval)
     sampler = BatchSampler(data, t.batch_size, t.labelled_fraction, seed=cfg.seed + 1)
     assert sampler.steps_per_epoch == steps_per_epoch
@@ -123,7 +123,7 @@ def train(
     scheduler = make_scheduler(optimizer, t, total_steps)
 
     state = load_checkpoint(out_dir / CHECKPOINT, dev)
-    step, log, acc, elapsed, epoch_elapsed = 0, [], _zero_acc(dev), 0.0, 0.0
+    step, log, acc, elapsed, epoch_elapsed, cpu_used = 0, [], _zero_acc(dev), 0.0, 0.0, 0.0
     resp: torch.Tensor | None = None  # EM-SGD: r[j, k] of every unlabelled object
     if state is not None:
         model.load_state_dict(state["model"])
@@ -132,6 +132,7 @@ def train(
         sampler.generator.set_state(state["sampler_rng"].cpu())
         step, log, acc, elapsed = state["step"], state["log"], state["acc"], state["elapsed"]
         epoch_elapsed = state.get("epoch_elapsed", 0.0)
+        cpu_used = state.get("cpu_s", 0.0)
         resp = state.get("responsibilities")
         if em and resp is None and step % estep_every != 0:
             raise ValueError(
@@ -159,6 +160,11 @@ def train(
     )
     epoch_start = time.perf_counter() - epoch_elapsed
     start = time.perf_counter() - elapsed
+    cpu_start = time.process_time() - cpu_used  # CPU seconds of this process, all threads
+
+    def clocks() -> dict[str, float]:
+        """Cumulative wall and CPU seconds of training (across resumes), for the log."""
+        return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start}
     while step < total_steps:
         if use_compile and step >= 1 and step_fn is objective:
             # After the eager step that initialised ActNorm (a data-dependent branch).
@@ -199,7 +205,9 @@ def train(
             entry = _epoch_entry(
                 epoch, step, acc, optimizer, time.perf_counter() - epoch_start, t.batch_size
             )
-            if (t.monitor_every and epoch % t.monitor_every == 0) or step == total_steps:
+            entry.update(clocks())
+            at_step = t.monitor_every_steps and step % t.monitor_every_steps == 0
+            if (t.monitor_every and epoch % t.monitor_every == 0) or at_step or step == total_steps:
                 entry.update(monitor_model(model, data, cfg.eval.batch_size))
             log.append(entry)
             _append_log(out_dir, entry)
@@ -209,6 +217,11 @@ def train(
                 ips=f"{entry['images_per_s']:.0f}",
             )
             acc, epoch_start = _zero_acc(dev), time.perf_counter()
+        elif t.monitor_every_steps and step % t.monitor_every_steps == 0:
+            entry = {"epoch": step / steps_per_epoch, "step": step, **clocks()}
+            entry.update(monitor_model(model, data, cfg.eval.batch_size))
+            log.append(entry)
+            _append_log(out_dir, entry)
         if step % t.checkpoint_every == 0 or step == total_steps:
             atomic_save(
                 {
@@ -221,6 +234,7 @@ def train(
                     "acc": acc,
                     "elapsed": time.perf_counter() - start,
                     "epoch_elapsed": time.perf_counter() - epoch_start,
+                    "cpu_s": time.process_time() - cpu_start,
                     "responsibilities": resp,
                 },
                 out_dir / CHECKPOINT,
@@ -230,6 +244,7 @@ def train(
     bar.close()
 
     wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     metrics = evaluate_model(model, data, cfg.eval.batch_size) if final_eval else {}
     final_monitor = {k: v for k, v in (log[-1] if log else {}).items() if k.startswith("mon_")}
@@ -238,6 +253,7 @@ def train(
         "steps": step,
         "epochs": step / steps_per_epoch,
         "train_wall_s": wall,
+        "train_cpu_s": cpu,
         "final_train_nll": log[-1]["train_nll"] if log else None,
         **final_monitor,
         "monitor_set": {

@@ -1,0 +1,194 @@
+"""The CPU protocol's recipe search (``config/cpu.yaml``): MNIST candidates scored on monitors.
+
+Each candidate is a reduced ``mnist-glow`` / ``mnist-gmm`` with a training recipe; it is
+trained through the real path (``python -m scnf --threads 1 train --no-final-eval``) on label
+split ``seed`` for a fixed number of optimiser steps. The test set is never read: the choice
+rests on the run's monitors in ``train_log.jsonl``: ``mon_heldout_error`` (10,000 unlabelled
+training images scored against their true labels, never trained on as labelled),
+``mon_labelled_error`` (the 100 labelled images) and ``mon_heldout_bpd``, each with the
+cumulative CPU seconds of the run.
+
+    python benchmarks/mnist_recipe_runs.py run --candidates g4-lab33 g4-lab50 --workers 2
+    python benchmarks/mnist_recipe_runs.py table          # the Markdown table of the README
+
+Every finished (or interrupted) run's curve is merged into ``results/cpu-recipe/runs.json``
+(key ``candidate/seedN``); the run folders go to ``--work`` (git-ignored) and resume from their
+checkpoints when a search is restarted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from scnf.provenance import collect, write_json  # noqa: E402
+
+# f_w: 3 levels x 4 Glow steps of width 64 (the best size per CPU second in issue 24's trial);
+# h_phi: 4 conditional Glow steps of width 128 (z_f 784 costs about 3x z_f 196 per image with
+# 4 head steps, 5x with 8; the protocol's shared schedule is bounded by z_f 784's run).
+SMALL = {"steps_per_level": 4, "hidden": 64, "head_steps": 4, "head_hidden": 128}
+BASE_TRAIN: dict[str, Any] = {
+    "mode": "sgd",
+    "clf_weight": 0.0,  # Table 2's first row: SGD without L_clf
+    "batch_size": 64,
+    "labelled_fraction": 1 / 3,
+    "epochs": 100,
+    "max_steps": 3000,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "betas": [0.9, 0.999],
+    "weight_decay": 1e-5,
+    "schedule": "linear",
+    "warmup_steps": 200,
+    "grad_clip": 50.0,
+}
+
+CANDIDATES: dict[str, dict[str, Any]] = {
+    "g4-lab33": {"preset": "mnist-glow", "model": SMALL, "train": {}},
+    "g4-lab50": {"preset": "mnist-glow", "model": SMALL, "train": {"labelled_fraction": 0.5}},
+    "g4-lab33-lr2e-3": {"preset": "mnist-glow", "model": SMALL, "train": {"lr": 2e-3}},
+    "g4-lab50-lr2e-3": {
+        "preset": "mnist-glow", "model": SMALL, "train": {"labelled_fraction": 0.5, "lr": 2e-3}
+    },
+}  # fmt: skip
+
+
+def run_config(cand: str, seed: int, data_dir: str) -> dict[str, Any]:
+    spec = CANDIDATES[cand]
+    train = {
+        **BASE_TRAIN,
+        "checkpoint_every": 250,
+        "monitor_every": 1,
+        "monitor_every_steps": 500,
+        "monitor_size": 10000,
+        "estep_every": None,
+        "device": "cpu",
+        "precision": "fp32",
+        "compile": True,
+        "compile_mode": "default",
+        "progress": False,
+        **spec["train"],
+    }
+    return {
+        "name": f"cpu-recipe/{cand}/seed{seed}",
+        "dataset": "mnist",
+        "preset": spec["preset"],
+        "model": dict(spec["model"]),
+        "seed": seed,
+        "split": str(REPO / f"results/paper/splits/mnist/seed{seed}.json"),
+        "data": {"dir": data_dir, "download": False, "num_train": None, "num_test": None},
+        "train": train,
+        "eval": {"batch_size": 512},
+    }
+
+
+def run_job(cand: str, seed: int, work: Path, data_dir: str) -> dict[str, Any]:
+    key = f"{cand}/seed{seed}"
+    out = work / key
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = run_config(cand, seed, data_dir)
+    (out / "RUN.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with open(out / "train.log", "a") as log_fh:
+        proc = subprocess.run(
+            [sys.executable, "-m", "scnf", "--threads", "1", "train", "--config",
+             str(out / "RUN.yaml"), "--out", str(out), "--no-final-eval"],
+            cwd=REPO, stdout=log_fh, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    log_path = out / "train_log.jsonl"
+    log = [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
+    curve = [
+        {k: r.get(k) for k in ("step", "epoch", "cpu_s", "wall_s", "mon_heldout_error",
+                               "mon_labelled_error", "mon_heldout_bpd", "train_nll")}
+        for r in log
+        if "mon_heldout_error" in r
+    ]  # fmt: skip
+    return {
+        "key": key,
+        "candidate": cand,
+        "seed": seed,
+        "preset": cfg["preset"],
+        "model": cfg["model"],
+        "train": cfg["train"],
+        "returncode": proc.returncode,
+        "finished": (out / "train_metrics.json").exists(),
+        "curve": curve,
+    }
+
+
+def table(store: dict[str, Any]) -> str:
+    """Markdown: per run, the monitors at each 1,000 steps and at the end, with CPU time."""
+    lines = [
+        "| candidate | seed | steps | CPU s | held-out error (%) along the run | "
+        "labelled error (%) | held-out bits/dim |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in sorted(store["runs"]):
+        r = store["runs"][key]
+        if not r["curve"]:
+            continue
+        last = r["curve"][-1]
+        marks = [c for c in r["curve"] if c["step"] % 1000 == 0 and c is not last] + [last]
+        path = " / ".join(f"{c['mon_heldout_error']:.1f}@{c['step']}" for c in marks)
+        state = "" if r.get("finished") else " (unfinished)"
+        lines.append(
+            f"| {r['candidate']} | {r['seed']} | {last['step']}{state} | {last['cpu_s']:.0f} | "
+            f"{path} | {last['mon_labelled_error']:.1f} | {last['mon_heldout_bpd']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="train candidates, merge their curves into --out")
+    r.add_argument("--candidates", nargs="+", required=True)
+    r.add_argument("--seeds", nargs="+", type=int, default=[0])
+    r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--work", type=Path, default=REPO / "runs/cpu-recipe")
+    r.add_argument("--data-dir", default=os.environ.get("SCNF_DATA_DIR", "../shared/data"))
+    t = sub.add_parser("table", help="print the search as a Markdown table")
+    for q in (r, t):
+        q.add_argument("--out", type=Path, default=REPO / "results/cpu-recipe/runs.json")
+    sub.add_parser("list", help="print the candidates")
+    args = p.parse_args(argv)
+    if args.cmd == "list":
+        print(json.dumps({"base_train": BASE_TRAIN, "candidates": CANDIDATES}, indent=1))
+        return
+    store = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}, "phases": []}
+    if args.cmd == "table":
+        print(table(store))
+        return
+    unknown = sorted(set(args.candidates) - set(CANDIDATES))
+    if unknown:
+        p.error(f"unknown candidate(s) {unknown}; `list` shows them")
+    jobs = [(c, s) for c in args.candidates for s in args.seeds]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(args.workers) as pool:
+        for res in pool.map(lambda j: run_job(*j, args.work, args.data_dir), jobs):
+            store["runs"][res["key"]] = res
+            last = res["curve"][-1] if res["curve"] else None
+            print(res["key"], "rc", res["returncode"], last, flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.out, store)
+    wall = time.perf_counter() - start
+    store["phases"].append(
+        {"jobs": [f"{c}/seed{s}" for c, s in jobs], "wall_s": wall, "provenance": collect({}, wall)}
+    )
+    write_json(args.out, store)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    main()
