@@ -4,7 +4,8 @@
 ``--json`` writes) figures measured in one process:
 
 * training throughput (images/s) of full steps: forward, objective of eq. (1)
-  on a labelled/unlabelled mix, backward, optimiser step; peak memory;
+  on a labelled/unlabelled mix, backward, optimiser step; wall and process CPU time per
+  step (CPU time / wall time = threads kept busy); peak memory;
 * evaluation throughput of ``log_posterior``;
 * cost ratio time(log_marginal) / time(log_joint) on one batch, beside the same
   ratio for a naive fully conditional model that must run f_w once per class;
@@ -32,18 +33,31 @@ from scnf.train.optim import make_optimizer
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="mnist-glow", choices=sorted(PRESETS))
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--preset", default="mnist-glow", choices=sorted(PRESETS), help="model preset")
+    p.add_argument("--batch-size", type=int, default=256, help="images (points) per step")
     p.add_argument("--steps", type=int, default=20, help="timed training steps")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compile, caches)")
-    p.add_argument("--labelled-fraction", type=float, default=1 / 3)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    p.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default="fp32")
+    p.add_argument(
+        "--labelled-fraction", type=float, default=1 / 3, help="labelled share of each batch"
+    )
+    p.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="where to run: auto = CUDA if visible, else the CPU",
+    )
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "tf32", "bf16"],
+        default="fp32",
+        help="CUDA only (bf16: autocast of the coupling networks); the CPU always runs fp32",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the training objective")
     p.add_argument(
         "--compile-mode",
         default="default",
         choices=["default", "reduce-overhead", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode (reduce-overhead: CUDA graphs)",
     )
     p.add_argument(
         "--model",
@@ -137,10 +151,11 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         step()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    t0 = now()
+    t0, c0 = now(), time.process_time()
     for _ in range(args.steps):
         step()
     step_s = (now() - t0) / args.steps
+    step_cpu_s = (time.process_time() - c0) / args.steps  # all threads of this process
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -191,6 +206,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         compile=args.compile,
         compile_mode=args.compile_mode if args.compile else None,
         train_step_ms=1e3 * step_s,
+        train_step_cpu_ms=1e3 * step_cpu_s,
         train_images_per_s=args.batch_size / step_s,
         peak_memory_gib=peak,
         eval_images_per_s=args.batch_size / eval_s,

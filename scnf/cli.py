@@ -7,8 +7,53 @@ these and nothing else. Run ``python -m scnf <command> --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
+from typing import Any
+
+DESCRIPTION = (
+    "Semi-Conditional Normalizing Flows (Atanov et al., 2019): label splits, training, "
+    "evaluation, figures, benchmarks and the Kingma et al. (2014) baselines."
+)
+DATA_DIR_ENV = "SCNF_DATA_DIR"
+THREADS_HELP = (
+    "CPU threads torch may use (default 1; 0 = torch's own default, all cores). The workflow "
+    "passes each job's `threads`. Accepted before or after the command name."
+)
+DATA_DIR_NOTE = (
+    f"MNIST is read from data.dir of the config; a config that does not set data.dir reads "
+    f"${DATA_DIR_ENV} when it is set (else ../shared/data)."
+)
+
+
+def _threads(text: str) -> int:
+    """A thread count for argparse: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _default_data_dir() -> str:
+    """``$SCNF_DATA_DIR`` if set, else the config default ``../shared/data``."""
+    return os.environ.get(DATA_DIR_ENV) or "../shared/data"
+
+
+def _env_data_dir(cfg: Any, config_path: Path) -> None:
+    """Set ``cfg.data.dir`` from ``$SCNF_DATA_DIR`` when the config file does not set it.
+
+    An explicit ``data.dir`` in the file always wins; without the variable nothing changes.
+    """
+    import yaml
+
+    env = os.environ.get(DATA_DIR_ENV)
+    if not env:
+        return
+    raw = yaml.safe_load(Path(config_path).read_text())
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict) or "dir" not in data:
+        cfg.data.dir = env
 
 
 def _splits(args: argparse.Namespace) -> None:
@@ -37,6 +82,7 @@ def _train(args: argparse.Namespace) -> None:
     from scnf.train.loop import train
 
     cfg = load_run_config(args.config)
+    _env_data_dir(cfg, args.config)
     if args.no_progress:
         cfg.train.progress = False
     result = train(cfg, args.out, device=args.device, final_eval=not args.no_final_eval)
@@ -104,6 +150,7 @@ def _baseline_m1(args: argparse.Namespace) -> None:
     from scnf.baselines.train import train_m1
 
     cfg = load_m1_config(args.config)
+    _env_data_dir(cfg, args.config)
     if args.no_progress:
         cfg.train.progress = False
     result = train_m1(cfg, args.out)
@@ -115,6 +162,7 @@ def _baseline_m2(args: argparse.Namespace) -> None:
     from scnf.baselines.train import train_m2
 
     cfg = load_m2_config(args.config)
+    _env_data_dir(cfg, args.config)
     if args.no_progress:
         cfg.train.progress = False
     result = train_m2(cfg, args.out)
@@ -125,17 +173,30 @@ def _baseline_m2(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="scnf", description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="CPU threads torch may use (the workflow passes each job's `threads`)",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    from scnf import __version__
 
-    s = sub.add_parser("splits", help="draw and save a label split (indices of labelled objects)")
-    s.add_argument("--dataset", required=True, choices=["moons", "circles", "mnist"])
+    p = argparse.ArgumentParser(prog="scnf", description=DESCRIPTION)
+    p.add_argument("--version", action="version", version=f"scnf {__version__}")
+    p.add_argument("--threads", type=_threads, default=None, help=THREADS_HELP)
+    # The same flag after the command name (shown in each command's --help); SUPPRESS keeps a
+    # value given before the command name when it is not repeated.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--threads", type=_threads, default=argparse.SUPPRESS, help=THREADS_HELP)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, what: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=what, description=what, parents=[common], **kw)
+
+    devices = ["auto", "cpu", "cuda"]
+    device_help = "where to run: auto = CUDA if visible, else the CPU"
+
+    s = command("splits", "draw and save a label split (indices of labelled objects)")
+    s.add_argument(
+        "--dataset",
+        required=True,
+        choices=["moons", "circles", "mnist"],
+        help="moons / circles: the generated toy sets; mnist: read from --data-dir",
+    )
     s.add_argument("--seed", type=int, required=True, help="split seed (one split per seed)")
     s.add_argument("--out", type=Path, required=True, help="JSON file to write")
     s.add_argument(
@@ -144,16 +205,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="labelled objects per class (default: 10 for MNIST, 5 for the toy sets)",
     )
-    s.add_argument("--data-dir", default="../shared/data", help="MNIST root holding MNIST/raw")
+    s.add_argument(
+        "--data-dir",
+        default=_default_data_dir(),
+        help=f"MNIST root holding MNIST/raw (default: ${DATA_DIR_ENV} if set, else "
+        "../shared/data; now %(default)s)",
+    )
     s.add_argument("--download", action="store_true", help="download MNIST if missing")
     s.set_defaults(func=_splits)
 
-    s = sub.add_parser("train", help="train one run from a run config (resumes if interrupted)")
+    s = command(
+        "train",
+        "train one run from a run config (resumes if interrupted)",
+        epilog=DATA_DIR_NOTE + " A run directory holding a checkpoint resumes when only keys "
+        "outside the protocol changed (device, data location, checkpoint / monitor intervals, "
+        "compilation, progress bar, name); otherwise the old run moves to superseded-<time>/.",
+    )
     s.add_argument("--config", type=Path, required=True, help="run config YAML (see README)")
     s.add_argument("--out", type=Path, required=True, help="run directory (checkpoints, logs)")
     s.add_argument(
         "--device",
-        choices=["auto", "cpu", "cuda"],
+        choices=devices,
         default=None,
         help="overrides train.device of the config; an explicit cpu also runs what auto "
         "refuses (a run estimated at more than a day on the CPU)",
@@ -166,27 +238,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=_train)
 
-    s = sub.add_parser("evaluate", help="test error, train error, NLL and bits/dim of a run")
+    s = command("evaluate", "test error, train error, NLL and bits/dim of a run")
     s.add_argument("--run", type=Path, required=True, help="finished run directory")
     s.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.add_argument("--device", choices=devices, default="auto", help=device_help)
     s.set_defaults(func=_evaluate)
 
-    s = sub.add_parser("reconstruct", help="Fig. 2: decode test images from z_f with z_aux = 0")
+    s = command("reconstruct", "Fig. 2: decode test images from z_f with z_aux = 0")
     s.add_argument("--run", type=Path, required=True, help="finished MNIST run directory")
     s.add_argument("--out", type=Path, required=True, help=".npz to write")
     s.add_argument("--num-images", type=int, default=10, help="test images to reconstruct")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    s.add_argument("--device", choices=devices, default="auto", help=device_help)
     s.set_defaults(func=_reconstruct)
 
-    s = sub.add_parser("toy-plot", help="learned density and decision regions of a toy run")
+    s = command("toy-plot", "learned density and decision regions of a toy run")
     s.add_argument("--run", type=Path, required=True, help="finished toy run directory")
     s.add_argument("--out", type=Path, required=True, help="PNG to write")
     s.set_defaults(func=_toy_plot)
 
-    s = sub.add_parser(
-        "toy-limits", help="entropy and Bayes error of the toy generators (Table 1's limits)"
-    )
+    s = command("toy-limits", "entropy and Bayes error of the toy generators (Table 1's limits)")
     s.add_argument("--out", type=Path, required=True, help="JSON file to write")
     s.add_argument("--n-samples", type=int, default=200_000, help="Monte Carlo samples per set")
     s.add_argument("--seed", type=int, default=2019, help="seed of the Monte Carlo samples")
@@ -197,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("baseline-m1", _baseline_m1, "Kingma et al. (2014) M1: a VAE on all training images"),
         ("baseline-m2", _baseline_m2, "Kingma et al. (2014) M2 / M1+M2 on one label split"),
     ):
-        s = sub.add_parser(name, help=f"{what} (resumes if interrupted)")
+        s = command(name, f"{what} (resumes if interrupted)", epilog=DATA_DIR_NOTE)
         s.add_argument(
             "--config", type=Path, required=True, help="baseline config YAML/JSON (scnf.baselines)"
         )
@@ -205,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--no-progress", action="store_true", help="no progress bar")
         s.set_defaults(func=func)
 
-    s = sub.add_parser("bench", help="training / evaluation throughput and cost ratios")
+    s = command("bench", "training / evaluation throughput (wall and CPU time) and cost ratios")
     from scnf.bench import add_arguments
 
     add_arguments(s)
@@ -220,10 +290,11 @@ def main(argv: list[str] | None = None) -> int:
     from scnf.train.loop import NonFiniteLossError
 
     args = build_parser().parse_args(argv)
-    if args.threads:
+    threads = 1 if args.threads is None else args.threads
+    if threads:  # one thread by default: small runs share a machine without contention
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError, MNISTDataError, NonFiniteLossError) as err:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from scnf.flows.glow import VectorGlow
-from scnf.layers import standard_normal_logprob
+from scnf.layers import ActNorm, InvertibleLinear, standard_normal_logprob
 
 
 class ConditionalDensity(nn.Module):
@@ -56,12 +56,32 @@ class ConditionalGlow(ConditionalDensity):
         u, logdet = self.flow(z, self.embedding(y))
         return standard_normal_logprob(u) + logdet
 
+    # The first step's ActNorm and LU linear do not see the class: apply them once per object
+    # and replicate after them (the same numbers; at z_f 784 that layer is a large share of the
+    # head's cost). False forces one pass of all layers over the replicated batch.
+    share_class_free_layers = True
+
     def log_prob_all(self, z: Tensor) -> Tensor:
         b, k = z.shape[0], self.num_classes
+        layers = [layer for step in self.flow.layers for layer in step.layers]
+        shared = 0
+        if self.share_class_free_layers:
+            while isinstance(layers[shared], (ActNorm, InvertibleLinear)):
+                shared += 1
+            # ActNorm's data-dependent init must see the replicated batch, as the plain path's.
+            if any(isinstance(m, ActNorm) and not m._initialized for m in layers[:shared]):
+                shared = 0
+        logdet = z.new_zeros(b)
+        for layer in layers[:shared]:
+            z, ld = layer(z)
+            logdet = logdet + ld
         # Class-major replication: rows [k*B, (k+1)*B) carry class k; one pass of K*B rows.
         y = torch.arange(k, device=z.device).repeat_interleave(b)
-        lp = self.log_prob(z.repeat(k, 1), y)
-        return lp.view(k, b).T
+        u, context, logdet = z.repeat(k, 1), self.embedding(y), logdet.repeat(k)
+        for layer in layers[shared:]:
+            u, ld = layer(u, context)
+            logdet = logdet + ld
+        return (standard_normal_logprob(u) + logdet).view(k, b).T
 
     def sample_latent_to_zf(self, u: Tensor, y: Tensor) -> Tensor:
         """h_phi^{-1}(u, y): map a base sample to z_f for class y."""

@@ -501,3 +501,47 @@ def test_move_aside_never_overwrites(tmp_path: Path) -> None:
         asides.append(move_aside(tmp_path, ("config.yaml", "absent.pt")))
     assert asides[0] != asides[1] and not (tmp_path / "config.yaml").exists()
     assert [(a / "config.yaml").read_text() for a in asides] == ["first", "second"]
+
+
+def test_step_monitors_and_cumulative_clocks(tmp_path: Path, moons_split: Path) -> None:
+    """monitor_every_steps adds monitors inside epochs; every entry has cumulative wall/CPU s."""
+    cfg = run_config_from_dict(
+        _cfg(moons_split, epochs=3, monitor_every=0, monitor_every_steps=5, checkpoint_every=7)
+    )
+    full = train(cfg, tmp_path / "full", final_eval=False)
+    log = [json.loads(x) for x in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
+    monitored = [e["step"] for e in log if "mon_heldout_error" in e]
+    # 16 steps per epoch: every 5th step, and the final step (48); epoch ends 16 and 32 are not
+    # multiples of 5, so they log train_* only.
+    assert monitored == [5, 10, 15, 20, 25, 30, 35, 40, 45, 48]
+    assert [e["step"] for e in log if "train_nll" in e] == [16, 32, 48]
+    cpu = [e["cpu_s"] for e in log]
+    assert all(b >= a for a, b in zip(cpu, cpu[1:])) and all(e["wall_s"] > 0 for e in log)
+    assert full["train_cpu_s"] >= cpu[-1] > 0
+    # a killed run resumes to the same log steps (the mid-epoch entries are checkpointed too)
+    with pytest.raises(loop_mod._Interrupt):
+        train(cfg, tmp_path / "cut", stop_after_step=23, final_eval=False)  # checkpoint at 21
+    train(cfg, tmp_path / "cut", final_eval=False)
+    cut = [json.loads(x) for x in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert [(e["step"], "train_nll" in e) for e in cut] == [
+        (e["step"], "train_nll" in e) for e in log
+    ]
+    assert cut[-1]["mon_heldout_nll"] == log[-1]["mon_heldout_nll"]
+
+
+def test_negative_step_monitor_interval_is_refused(moons_split: Path) -> None:
+    with pytest.raises(ConfigError, match="monitor_every_steps"):
+        run_config_from_dict(_cfg(moons_split, monitor_every_steps=-1))
+
+
+@pytest.mark.slow
+def test_cpu_compiled_training_matches_eager(tmp_path: Path, moons_split: Path) -> None:
+    """train.compile on the CPU (inductor) trains to the eager run's weights, to float32 noise."""
+    results = {}
+    for compiled in (False, True):
+        cfg = run_config_from_dict(_cfg(moons_split, epochs=1, compile=compiled))
+        results[compiled] = train(cfg, tmp_path / str(compiled), final_eval=False)
+    a, b = _final_params(tmp_path / "False"), _final_params(tmp_path / "True")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
+    assert results[True]["final_train_nll"] == pytest.approx(results[False]["final_train_nll"], rel=1e-4)

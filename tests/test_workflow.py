@@ -19,7 +19,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"paper": ROOT / "config/config.yaml", "quick": ROOT / "config/quick.yaml",
-           "smoke": ROOT / "config/smoke.yaml", "h200": ROOT / "config/h200.yaml"}  # fmt: skip
+           "smoke": ROOT / "config/smoke.yaml", "h200": ROOT / "config/h200.yaml",
+           "cpu": ROOT / "config/cpu.yaml"}  # fmt: skip
 
 
 def _load_script(name: str) -> ModuleType:
@@ -71,6 +72,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.Compl
         # The toy half of the paper config alone, as results/paper/ was produced on a CPU.
         "toy_half": ("-n", "--forceall", "--quiet", "rules", "--configfile", CONFIGS["paper"],
                      "--config", "families=[toy]"),
+        "cpu": ("-n", "--forceall", "--quiet", "rules", "--configfile", CONFIGS["cpu"]),
     }  # fmt: skip
     with ThreadPoolExecutor(len(calls)) as pool:
         futures = {k: pool.submit(_snakemake, *args) for k, args in calls.items()}
@@ -204,6 +206,20 @@ def test_toy_half_of_the_paper_dag(runs: dict[str, subprocess.CompletedProcess[s
     assert not {"train_mnist", "evaluate_mnist", "reconstruct", "fig2"} & set(counts)
 
 
+def test_cpu_protocol_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+    """config/cpu.yaml: every MNIST row of Tables 2 and 3 (6 + 4 extra z_f) x 3 seeds and
+    Fig. 2, on the CPU, one thread per run; no toy or baseline job (results/paper has those)."""
+    proc = runs["cpu"]
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    counts = job_counts(proc.stdout)
+    assert counts["train_mnist"] == counts["evaluate_mnist"] == (6 + 4) * 3
+    assert counts["reconstruct"] == 5 and counts["fig2"] == 1 and counts["report"] == 1
+    assert not {"train_toy", "baseline_m1", "baseline_m2", "baseline_m1m2"} & set(counts)
+    cfg = load("cpu")
+    assert cfg["device"] == "cpu" and cfg["resources"]["train"]["mnist"]["threads"] == 1
+    assert cfg["protocol"]["follows_paper"] is False
+
+
 def test_smoke_dag(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
     """One seed and Table 3 sizes 49 and 196 (shared); outputs under the overriding name."""
     proc = runs["smoke"]
@@ -297,7 +313,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("name", ["quick", "smoke", "h200"])
+@pytest.mark.parametrize("name", ["quick", "smoke", "h200", "cpu"])
 def test_small_configs_are_self_contained(name: str) -> None:
     """Merging over config/config.yaml changes nothing: no paper value leaks into them."""
     small = load(name)
@@ -385,7 +401,7 @@ def test_run_settings_are_a_valid_run_config(tmp_path: Path) -> None:
     """What run_config writes loads with the CLI's strict run-config reader."""
     run_config = pytest.importorskip("scnf.train.config")
     writer = _load_script("run_config")
-    for name in ("paper", "quick", "smoke", "h200"):
+    for name in ("paper", "quick", "smoke", "h200", "cpu"):
         cfg = load(name)
         cfg.setdefault("eval", {"batch_size": 512})
         for run in grid.all_runs(cfg)[:: max(1, len(grid.all_runs(cfg)) // 6)]:

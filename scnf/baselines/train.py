@@ -3,7 +3,7 @@
 Same engineering as ``scnf.train.loop``: the data live in memory as float tensors, every
 random draw (batch indices, binarisation, reparametrisation noise) comes from one
 ``torch.Generator`` whose state is checkpointed, so a killed run resumes to bit-identical
-weights; checkpoints are atomic and written every ``checkpoint_every`` steps; a changed config
+weights; checkpoints are atomic and written every ``checkpoint_every`` steps; a changed protocol
 moves the old run aside instead of resuming it; a non-finite loss or weight stops the run
 before anything is saved. Test error is argmax q(y|x) on the test images (grey levels in
 [0, 1] for M2, M1's posterior means for M1+M2).
@@ -36,8 +36,8 @@ from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
 from scnf.train.batches import heldout_index
-from scnf.train.checkpoint import atomic_save, load_checkpoint, move_aside
-from scnf.train.config import NOT_PROTOCOL_KEYS
+from scnf.train.checkpoint import atomic_save, config_changes, load_checkpoint, move_aside
+from scnf.train.config import NOT_PROTOCOL_KEYS, protocol_view
 
 CHECKPOINT, FINAL_MODEL, RUN_CONFIG = "checkpoint.pt", "model.pt", "config.yaml"
 TRAIN_LOG, METRICS = "train_log.jsonl", "metrics.json"
@@ -111,7 +111,7 @@ SCHEDULE_KEYS = ("epochs", "max_steps")  # train keys that only set how long a r
 
 
 def _only_schedule_differs(old: Any, new: dict[str, Any]) -> bool:
-    """True when config ``new`` equals ``old`` but for ``SCHEDULE_KEYS``."""
+    """True when protocol views ``new`` and ``old`` are equal but for ``SCHEDULE_KEYS``."""
     if not isinstance(old, dict) or not isinstance(old.get("train"), dict):
         return False
 
@@ -122,12 +122,15 @@ def _only_schedule_differs(old: Any, new: dict[str, Any]) -> bool:
 
 
 def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) -> None:
-    """Create ``out_dir``; a checkpoint of a *different* config moves to ``superseded-<time>/``.
+    """Create ``out_dir``; a checkpoint of a different *protocol* moves to ``superseded-<time>/``.
 
-    A new schedule length (``SCHEDULE_KEYS``) keeps a checkpoint that has not passed its end:
+    As for the SCNF runs (``scnf.train.config.protocol_view``), keys outside the protocol (data
+    location, ``checkpoint_every``, progress bar, name) may change: the run resumes. A new
+    schedule length (``SCHEDULE_KEYS``) keeps a checkpoint that has not passed its end:
     the baselines train with Adam at a constant step size, so nothing in a step depends on
     the total, and continuing from the checkpoint gives the weights of an uninterrupted run of
-    the new length (a finished run can be lengthened, a running one shortened).
+    the new length (a finished run can be lengthened, a running one shortened). Any other
+    change moves the old run aside and prints the changed keys. Called after the data are read.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / RUN_CONFIG
@@ -137,9 +140,11 @@ def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) 
             old = yaml.safe_load(cfg_path.read_text())
         except (OSError, yaml.YAMLError):
             old = None
-        if old != new:
+        old_p = protocol_view(old) if isinstance(old, dict) else old
+        new_p = protocol_view(new)
+        if old_p != new_p:
             step = None
-            if _only_schedule_differs(old, new):
+            if _only_schedule_differs(old_p, new_p):
                 step = load_checkpoint(out_dir / CHECKPOINT, torch.device("cpu"))["step"]
             if step is not None and step <= total_steps:
                 print(
@@ -149,7 +154,7 @@ def _prepare_out_dir(cfg: M1Config | M2Config, out_dir: Path, total_steps: int) 
                 )
             else:
                 names = (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, METRICS, TRAIN_METRICS)
-                move_aside(out_dir, names)
+                move_aside(out_dir, names, config_changes(old_p, new_p))
     cfg_path.write_text(yaml.safe_dump(new, sort_keys=False))
 
 

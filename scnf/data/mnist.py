@@ -45,10 +45,25 @@ _SPLIT_FILES = {
     False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", 10_000),
 }
 _CHUNK = 1 << 20
-_HINT = (
-    "Point the config key `data.dir` (or $SCNF_DATA_DIR) at a directory holding MNIST/raw/, "
-    "e.g. `../shared/data` for the offline copy, or pass download=True where there is internet."
-)
+# What to change, in the words of where the user is: ``scnf`` on the command line (or from
+# Python), or the Snakemake workflow, whose rules set HINT_ENV=workflow.
+HINT_ENV = "SCNF_DATA_HINT"
+_HINTS = {
+    "cli": "Point the config key `data.dir` (`--data-dir` for `scnf splits`; $SCNF_DATA_DIR "
+    "where the config does not set data.dir) at a directory holding MNIST/raw/, e.g. "
+    "`../shared/data` for the offline copy, or set `data.download: true` (`--download`) where "
+    "there is internet.",
+    "workflow": "Set `data_dir` in the workflow config (or `--config data_dir=DIR`) to a "
+    "directory holding MNIST/raw/, e.g. `../shared/data` for the offline copy, or run with "
+    "`--config download=true` where there is internet.",
+}
+
+
+def data_hint() -> str:
+    """How to point scnf at MNIST: the workflow's keys when ``$SCNF_DATA_HINT`` is
+    ``workflow``, else the run config's and the command line's."""
+    return _HINTS.get(os.environ.get(HINT_ENV, "cli"), _HINTS["cli"])
+
 
 # (resolved path, mtime_ns, size) -> (uncompressed byte count, sha256 hex)
 _HASH_CACHE: dict[tuple[str, int, int], tuple[int, str]] = {}
@@ -215,7 +230,9 @@ def _download(data_dir: Path) -> None:
     try:
         MNIST(root=str(data_dir), download=True)
     except Exception as err:  # network errors come in many types; report them all alike
-        raise MNISTDataError(f"downloading MNIST into {data_dir} failed: {err}\n{_HINT}") from err
+        raise MNISTDataError(
+            f"downloading MNIST into {data_dir} failed: {err}\n{data_hint()}"
+        ) from err
 
 
 def load_mnist(
@@ -246,7 +263,7 @@ def load_mnist(
         if not download:
             raise MNISTDataError(
                 f"MNIST files missing in data dir {data_dir.resolve()}: {', '.join(err.missing)}."
-                f"\n{_HINT}\n{err}",
+                f"\n{data_hint()}\n{err}",
                 missing=err.missing,
             ) from err
         _download(data_dir)

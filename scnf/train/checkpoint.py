@@ -33,10 +33,11 @@ def atomic_save(obj: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def move_aside(out_dir: Path, names: Iterable[str]) -> Path:
+def move_aside(out_dir: Path, names: Iterable[str], changes: Iterable[str] = ()) -> Path:
     """Move the files ``names`` of ``out_dir`` into a new ``superseded-<UTC time>[-k]/``.
 
     The suffix keeps two runs superseded within the same second apart; nothing is overwritten.
+    ``changes`` (``config_changes``) are printed on stderr, so a user sees why.
     """
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     aside, k = out_dir / f"superseded-{stamp}", 1
@@ -47,8 +48,30 @@ def move_aside(out_dir: Path, names: Iterable[str]) -> Path:
     for name in names:
         if (out_dir / name).exists():
             (out_dir / name).rename(aside / name)
-    print(f"config changed: moved the old run of {out_dir} to {aside}", file=sys.stderr)
+    lines = "".join(f"\n  {c}" for c in changes)
+    print(f"protocol changed: moved the old run of {out_dir} to {aside}{lines}", file=sys.stderr)
     return aside
+
+
+_ABSENT = object()
+
+
+def config_changes(old: Any, new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two config dicts."""
+    if not isinstance(old, dict):
+        return [f"the old config is unreadable or not a mapping ({old!r})"]
+    out = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {_text(a)} -> {_text(b)}")
+    return out
+
+
+def _text(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else repr(value)
 
 
 def load_checkpoint(path: Path, device: torch.device) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ loaded or any model is built.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -74,6 +75,21 @@ NOT_PROTOCOL_KEYS = frozenset(
     {"progress", "device", "checkpoint_every", "monitor_every", "monitor_every_steps",
      "monitor_size", "compile", "compile_mode"}
 )  # fmt: skip
+# Data keys that say where the data come from, not which data: the subset sizes are protocol.
+DATA_LOCATION_KEYS = frozenset({"dir", "download"})
+
+
+def protocol_view(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict (SCNF or baseline run) without the keys that leave the result unchanged.
+
+    Drops the display ``name``, ``DATA_LOCATION_KEYS`` and ``NOT_PROTOCOL_KEYS``: an existing
+    run whose protocol view is unchanged is resumed, never retrained (``scnf.train.loop``).
+    """
+    out = {k: v for k, v in config.items() if k != "name"}
+    for section, dropped in (("data", DATA_LOCATION_KEYS), ("train", NOT_PROTOCOL_KEYS)):
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in dropped}
+    return out
 
 
 @dataclass
@@ -124,8 +140,12 @@ class RunConfig:
         return dataclasses.asdict(self)
 
 
+# A plain decimal number, e.g. 1e-3, -2.5E+4, .5: strings a float-typed key accepts.
+_DECIMAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _check(value: Any, tp: Any, key: str) -> Any:
-    """Validate (and lightly coerce int -> float) ``value`` against type ``tp``."""
+    """Validate ``value`` against type ``tp``; an int or a decimal string becomes a float."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
@@ -158,6 +178,8 @@ def _check(value: Any, tp: Any, key: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads `1e-3` (no dot) as a string
     if tp is Any:
         return value
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):

@@ -36,10 +36,11 @@ from scnf.train.checkpoint import (
     TRAIN_METRICS,
     atomic_save,
     build_model,
+    config_changes,
     load_checkpoint,
     move_aside,
 )
-from scnf.train.config import RunConfig, load_run_config
+from scnf.train.config import RunConfig, load_run_config, protocol_view
 from scnf.train.em import e_step, hold_out_closed_form_parameters
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer, make_scheduler
@@ -54,28 +55,31 @@ class _Interrupt(RuntimeError):
 
 
 def _prepare_out_dir(cfg: RunConfig, out_dir: Path) -> None:
-    """Create ``out_dir``; a checkpoint of a *different* config is set aside, not resumed.
+    """Create ``out_dir``; a checkpoint of a different *protocol* is set aside, not resumed.
 
-    Nothing is deleted: the stale checkpoint, config and log move to
-    ``out_dir/superseded-<UTC time>/`` and training starts afresh.
+    Keys outside the protocol (``scnf.train.config.protocol_view``: device, data location,
+    checkpoint and monitor intervals, compilation, progress bar, name) may change: the run
+    resumes under the new config. Otherwise nothing is deleted: the stale checkpoint, config
+    and log move to ``out_dir/superseded-<UTC time>/``, the changed keys are printed, and
+    training starts afresh. Called only after the config and the data have been checked.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = out_dir / RUN_CONFIG
     if (out_dir / CHECKPOINT).is_file():
         try:
-            same = _what_is_trained(load_run_config(cfg_path)) == _what_is_trained(cfg)
-        except (ValueError, OSError):
-            same = False
-        if not same:
-            move_aside(out_dir, (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, TRAIN_METRICS))
+            old: Any = _what_is_trained(load_run_config(cfg_path))
+        except (ValueError, OSError) as err:
+            old = f"{cfg_path}: {err}"
+        new = _what_is_trained(cfg)
+        if old != new:
+            names = (CHECKPOINT, RUN_CONFIG, TRAIN_LOG, FINAL_MODEL, TRAIN_METRICS)
+            move_aside(out_dir, names, config_changes(old, new))
     cfg_path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def _what_is_trained(cfg: RunConfig) -> dict[str, Any]:
-    """The config minus display-only keys: toggling the progress bar must not restart a run."""
-    d = cfg.to_dict()
-    d["train"] = {k: v for k, v in d["train"].items() if k != "progress"}
-    return d
+    """The config's protocol: what decides the trained weights (``protocol_view``)."""
+    return protocol_view(cfg.to_dict())
 
 
 def train(
@@ -109,10 +113,12 @@ def train(
     num_params = sum(p.numel() for p in model.parameters())
     check_cpu_fallback(requested, dev, num_params, t.batch_size, total_steps)
 
+    # The data are read and verified before the run directory is touched: a bad data dir
+    # fails here and leaves an existing run (checkpoint, config, log) as it was.
+    data = load_data(cfg, dev, test=final_eval)
     _prepare_out_dir(cfg, out_dir)
     autocast_dtype = configure_precision(t, dev)
     use_compile = t.compile  # CPU (inductor, C++) or CUDA; the same numbers as eager
-    data = load_data(cfg, dev, test=final_eval)
     sampler = BatchSampler(data, t.batch_size, t.labelled_fraction, seed=cfg.seed + 1)
     assert sampler.steps_per_epoch == steps_per_epoch
     em = t.mode == "em-sgd"
