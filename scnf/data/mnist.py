@@ -46,7 +46,8 @@ _SPLIT_FILES = {
 }
 _CHUNK = 1 << 20
 # What to change, in the words of where the user is: ``scnf`` on the command line (or from
-# Python), or the Snakemake workflow, whose rules set HINT_ENV=workflow.
+# Python), or the Snakemake workflow, whose splits step (the first to read MNIST) runs
+# ``SCNF_DATA_HINT=workflow python -m scnf splits ...`` (workflow/rules/splits.smk).
 HINT_ENV = "SCNF_DATA_HINT"
 _HINTS = {
     "cli": "Point the config key `data.dir` (`--data-dir` for `scnf splits`; $SCNF_DATA_DIR "

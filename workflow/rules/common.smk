@@ -8,10 +8,6 @@ sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
 
 import experiment_grid as grid  # noqa: E402
 
-# MNIST errors of every job (`scnf` reads this) name the workflow's settings (`data_dir`,
-# `--config download=true`), not the run config's `data.dir`; jobs inherit the environment.
-os.environ["SCNF_DATA_HINT"] = "workflow"
-
 
 wildcard_constraints:
     dataset="moons|circles|mnist",

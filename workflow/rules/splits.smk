@@ -15,6 +15,9 @@ rule splits:
         **job_resources("splits"),
     conda:
         "../envs/scnf.yaml"
+    # The first step that reads MNIST: SCNF_DATA_HINT=workflow makes a data error name the
+    # workflow's settings (data_dir, --config download=true), not a run config's data.dir.
     shell:
-        "python -m scnf --threads {threads} splits --dataset {wildcards.dataset} --seed {wildcards.seed}"
+        "SCNF_DATA_HINT=workflow python -m scnf --threads {threads} splits"
+        " --dataset {wildcards.dataset} --seed {wildcards.seed}"
         " --out {output} --data-dir {params.data_dir} {params.download} > {log} 2>&1"
