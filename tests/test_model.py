@@ -133,15 +133,32 @@ def test_gradients_reach_every_parameter(preset: str) -> None:
 
 @pytest.mark.parametrize("preset", ["mnist-glow", "mnist-gmm", "toy-glow-glow"])
 def test_log_marginal_runs_f_once_and_h_in_one_batched_call(preset: str) -> None:
+    """f runs once on the B objects; every layer of h_phi runs exactly once, the class-free
+    first layers on the B objects (shared by all classes) and every class-conditioned layer on
+    the K*B replicated rows, never once per class."""
     model, x = _ready(preset)
-    calls = {"f": 0, "h_rows": []}
+    calls = {"f": 0}
     model.flow.register_forward_hook(lambda m, i, o: calls.__setitem__("f", calls["f"] + 1))
+    rows: dict[str, list[int]] = {}
     if hasattr(model.head, "flow"):
-        model.head.flow.register_forward_hook(lambda m, i, o: calls["h_rows"].append(i[0].shape[0]))
+        for step_index, step in enumerate(model.head.flow.layers):
+            for layer_index, layer in enumerate(step.layers):
+                name = f"{step_index}.{layer_index}.{type(layer).__name__}"
+                rows[name] = []
+                layer.register_forward_hook(
+                    lambda m, i, o, name=name: rows[name].append(i[0].shape[0])
+                )
     model.log_marginal(x)
     assert calls["f"] == 1
-    if hasattr(model.head, "flow"):
-        assert calls["h_rows"] == [x.shape[0] * model.num_classes]
+    if rows:
+        b, kb = x.shape[0], x.shape[0] * model.num_classes
+        assert all(len(seen) == 1 for seen in rows.values()), rows
+        conditioned = [seen[0] for name, seen in rows.items() if "Coupling" in name]
+        assert conditioned and all(n == kb for n in conditioned), rows
+        # Sharing is only a prefix: once a layer sees K*B rows, every later one does too.
+        sizes = [seen[0] for seen in rows.values()]
+        assert set(sizes) <= {b, kb} and sizes == sorted(sizes), rows
+        assert sizes[0] == b  # the first ActNorm + LU ran once per object
 
 
 def test_state_dict_round_trip_reproduces_log_prob() -> None:

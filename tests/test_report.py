@@ -34,6 +34,7 @@ from scnf.report import (
     write_runs,
     write_table,
 )
+from scnf.report.report import read_tag
 from scnf.report.runs import run_row
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -394,7 +395,8 @@ def test_write_table_csv_and_markdown(tmp_path: Path) -> None:
     md = out_md.read_text()
     assert md.startswith("**Table 1.** Test error and NLL on two toy datasets")
     pid = rows[0]["protocol_id"]
-    assert "| moons | glow | glow | 0.70 ± 0.20 (n=3) | 0.6 ± 0.4 | +0.25 | reproduced |" in md
+    cell = "| 0.70 ± 0.20 (n=3: 0.50, 0.70, 0.90) | 0.6 ± 0.4 | +0.25 | reproduced |"
+    assert f"| moons | glow | glow {cell}" in md
     assert f"- `{pid}`: num_train=all, max_steps=1000" in md
     assert "Welch" in md and "not run" in md
     counts, follows = count_verdicts(md)
@@ -464,7 +466,7 @@ def test_write_table_lists_unmatched(tmp_path: Path) -> None:
     write_table("table3", csv_path, tmp_path / "t3.csv", tmp_path / "t3.md", protocol=PAPER)
     md = (tmp_path / "t3.md").read_text()
     assert "match no paper row (1)" in md and "run0/metrics.json" in md
-    assert "| 49 | 2.00 ± 0.00 (n=1) | 2.6 | — | inconclusive |" in md
+    assert "| 49 | 2.00 ± 0.00 (n=1: 2.00) | 2.6 | — | inconclusive |" in md
 
 
 # ---------------------------------------------------------------- figures
@@ -561,8 +563,8 @@ def test_write_report_paper_protocol(tmp_path: Path) -> None:
     text = _report(tmp_path, PAPER, "paper")
     assert "Not the paper's protocol" not in text
     # 16 + 14 cells (Table 2's baseline bits/dim cells have no published value);
-    # moons glow/glow: 2 reproduced, counted as reproductions of the paper
-    assert "| **all** | **2** | **0** | **0** | **0** | **28** | **2** |" in text
+    # moons glow/glow: 2 reproduced
+    assert "| **all** | **2** | **0** | **0** | **0** | **28** |" in text
 
 
 def test_write_report_reduced_protocol_counts_no_reproduction(tmp_path: Path) -> None:
@@ -570,7 +572,8 @@ def test_write_report_reduced_protocol_counts_no_reproduction(tmp_path: Path) ->
     head = text.split("## How this report was produced")[0]
     assert "**Not the paper's protocol.** Config `quick`" in head
     assert "no cell counts as a reproduction of the paper" in text
-    assert "| **all** | **2** | **0** | **0** | **0** | **28** | **0** |" in text
+    assert "| **all** | **2** | **0** | **0** | **0** | **28** |" in text
+    assert "A reduced protocol: none of these cells is a reproduction of the paper." in text
 
 
 def test_provenance_fields() -> None:
@@ -657,3 +660,85 @@ def test_report_names_what_was_left_out(tmp_path: Path) -> None:
     assert "The SCNF MNIST family" in text and "The toy family" not in text
     write_report(out, "paper", {}, {}, prov, protocol=PAPER, families=["toy", "baseline", "mnist"])
     assert "## Not run" not in out.read_text()
+
+
+# ---------------------------------------------------------------- what the report says first
+
+
+def test_per_seed_values_show_a_failed_split(tmp_path: Path) -> None:
+    """A split that failed is visible beside the mean, not hidden in a large std."""
+    records = [toy("moons", "toy-glow-gmm", s, e, 1.1 + 0.01 * s)
+               for s, e in [(2, 20.4), (0, 0.47), (1, 0.40)]]  # fmt: skip
+    out_md = tmp_path / "t1.md"
+    rows = write_table("table1", _runs_csv(tmp_path, records), tmp_path / "t1.csv", out_md,
+                       protocol=PAPER)  # fmt: skip
+    row = find(rows, dataset="moons", f="glow", h="gmm")
+    assert row["error_seeds"] == [0, 1, 2] and row["error_values"] == [0.47, 0.40, 20.4]
+    assert "| 7.09 ± 11.53 (n=3: 0.47, 0.40, 20.40) | 1.2 ± 1.2 |" in out_md.read_text()
+    assert "| 1.110 ± 0.010 (n=3: 1.100, 1.110, 1.120) |" in out_md.read_text()
+    with (tmp_path / "t1.csv").open(newline="") as fh:
+        first = next(csv.DictReader(fh))
+    assert json.loads(first["error_values"]) == [] and first["error_n"] == "0"  # moons glow/glow
+
+
+def _baseline(model: str, seed: int, err: float, epochs: int) -> dict[str, Any]:
+    rec = run_record(preset=f"kingma2014-{model}", mode="vi", clf_weight=6000.0, zf_dim=None,
+                     seed=seed, test_error=err, test_bpd=None,
+                     protocol={"train.epochs": epochs, "data.num_train": None})  # fmt: skip
+    rec["run"].update(f=None, h=None)
+    return rec
+
+
+def test_baseline_caveat_compares_its_epochs_with_the_authors_schedule(tmp_path: Path) -> None:
+    from scnf.report.tables import KINGMA2014_EPOCHS
+
+    assert KINGMA2014_EPOCHS == 3000  # Kingma et al. (2014), nips14-ssl run_2layer_ssl.py
+    records = [_baseline("m1m2", s, 5.0 + s, 300) for s in range(3)]
+    records += [_baseline("m2", s, 39.0 + s, 80) for s in range(3)]
+    out_md = tmp_path / "t2.md"
+    rows = write_table("table2", _runs_csv(tmp_path, records), tmp_path / "t2.csv", out_md,
+                       protocol=PAPER)  # fmt: skip
+    m1m2 = find(rows, model="kingma2014-m1m2")["caveat"]
+    assert m1m2.startswith("kingma2014-m1m2 was stopped at 300 of the authors' 3,000 epochs")
+    assert "80 of the authors' 3,000 epochs" in find(rows, model="kingma2014-m2")["caveat"]
+    assert find(rows, model="scnf-glow", optimisation="sgd")["caveat"] is None
+    md = out_md.read_text()
+    assert f"**Caveat:** {m1m2}" in md
+    assert read_tag(md)["caveats"][0] == m1m2
+    # The authors' full schedule carries no caveat.
+    full = [_baseline("m1m2", s, 3.3, KINGMA2014_EPOCHS) for s in range(3)]
+    rows = write_table("table2", _runs_csv(tmp_path / "full", full), tmp_path / "f.csv",
+                       tmp_path / "f.md", protocol=PAPER)  # fmt: skip
+    assert find(rows, model="kingma2014-m1m2")["caveat"] is None
+    assert "Caveat" not in (tmp_path / "f.md").read_text()
+
+
+def test_report_says_first_what_has_no_evidence(tmp_path: Path) -> None:
+    """The first lines name the tables and claims with no run, count *better* apart from
+    *reproduced*, and carry the baselines' caveat; all of it read from the tables."""
+    records = [toy("moons", "toy-glow-glow", s, 0.5 + 0.01 * s, 1.11) for s in range(3)]
+    records += [toy("circles", "toy-ffjord-glow", s, 0.05, 1.0 + 0.001 * s) for s in range(3)]
+    records += [_baseline("m1m2", s, 5.0 + 0.5 * s, 300) for s in range(3)]
+    csv_path = _runs_csv(tmp_path, records)
+    tables = {}
+    for tid in ("table1", "table2", "table3"):
+        tables[tid] = tmp_path / "tables" / f"{tid}.md"
+        write_table(tid, csv_path, tmp_path / "tables" / f"{tid}.csv", tables[tid],
+                    protocol=PAPER, config_name="paper")  # fmt: skip
+    out = tmp_path / "REPORT.md"
+    prov = collect({"name": "paper"}, wall_time_s=1.0)
+    write_report(out, "paper", tables, {}, prov, protocol=PAPER,
+                 families=["toy", "baseline"])  # fmt: skip
+    head = out.read_text().split("## How this report was produced")[0]
+    assert "**No evidence yet**" in head
+    assert "table3 (the effect of the size of z_f on MNIST): all 5 rows" in head
+    assert "the paper's main claim): 7 of 8 rows: scnf-glow / sgd / no; " in head
+    assert "kingma2014-m2 / vi / yes" in head  # M2 not run here either
+    assert "Fig. 2 (reconstructions from z_f alone): not made" in head
+    assert "table1 (" in head  # six of its rows have no run
+    # moons glow/glow: both reproduced; circles ffjord/glow: both better than published.
+    assert "table1: 2 reproduced, 2 better than published (of 4 cells)" in head
+    assert "table2: 1 worse (of 1 cell)" in head
+    assert "counted apart from *reproduced*" in head
+    assert "kingma2014-m1m2 was stopped at 300 of the authors' 3,000 epochs" in head
+    assert "reproductions of the paper |" not in out.read_text()

@@ -5,6 +5,7 @@ time). The end-to-end run of the smoke configuration is tests/test_smoke_dag.py.
 """
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -491,3 +492,107 @@ def test_baseline_models_pick_the_per_seed_baselines() -> None:
     cfg["families"], cfg["baseline"]["models"] = ["baseline"], ["m3"]
     with pytest.raises(ValueError, match="baseline.models"):
         grid.baseline_keys(cfg)
+
+
+# --- Up to date by the runs' records (workflow/scripts/run_records.py) -------------------------
+
+records = _load_script("run_records")
+
+
+def test_run_records_skip_the_package_non_protocol_keys() -> None:
+    """The DAG-time copy of the keys that never change a result equals the package's."""
+    train_config = pytest.importorskip("scnf.train.config")
+    assert records.NOT_PROTOCOL_KEYS == train_config.NOT_PROTOCOL_KEYS
+    assert records.DATA_LOCATION_KEYS == train_config.DATA_LOCATION_KEYS
+
+
+def test_protocol_changes_name_protocol_keys_only() -> None:
+    expected = {
+        "name": "new/name", "dataset": "moons", "model": {}, "seed": 0,
+        "data": {"dir": "elsewhere", "download": True, "num_train": None},
+        "train": {"lr": 1.0e-3, "epochs": 375, "betas": [0.9, 0.999], "progress": False,
+                  "checkpoint_every": 500, "compile": True, "clf_weight": 1},
+    }  # fmt: skip
+    recorded = {
+        "name": "old", "dataset": "moons", "model": {}, "seed": 0,
+        "data": {"dir": "../shared/data", "download": False, "num_train": None},
+        "train": {"lr": 0.001, "epochs": 375, "betas": (0.9, 0.999), "progress": True,
+                  "checkpoint_every": 1000, "compile": False, "clf_weight": 1.0,
+                  "device": "auto"},  # a default the workflow does not set: not compared
+    }  # fmt: skip
+    assert records.protocol_changes(expected, recorded) == []
+    changed = {**expected, "model": {"flow_steps": 4}, "train": {**expected["train"], "lr": 0.002}}
+    assert records.protocol_changes(changed, recorded) == [
+        'model: {} -> {"flow_steps": 4}',
+        "train.lr: 0.001 -> 0.002",
+    ]
+    # A dropped model override changes the model too; a key the record lacks is a change.
+    assert records.protocol_changes(expected, {**recorded, "model": {"flow_steps": 4}}) == [
+        'model: {"flow_steps": 4} -> {}'
+    ]
+    assert records.protocol_changes({**expected, "split": "s.json"}, recorded) == [
+        'split: absent -> "s.json"'
+    ]
+    assert records.protocol_changes({"train": {"compile": 1}}, {"train": {}}) == []
+    assert records.protocol_changes({"x": True}, {"x": 1}) == ["x: 1 -> true"]
+
+
+def _record(path: Path, config: dict[str, Any], when: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"provenance": {"config": config, "timestamp_utc": when}}))
+
+
+def test_run_state_reads_the_training_and_evaluation_records(tmp_path: Path) -> None:
+    settings = {"dataset": "moons", "train": {"lr": 0.001}}
+    run = tmp_path / "run"
+    assert records.run_state(run, settings) == records.RunState("absent")
+    _record(run / "train_metrics.json", settings, "2026-12-03T07:09:32+00:00")
+    state = records.run_state(run, settings)
+    assert state.current and not state.evaluated  # trained, not evaluated
+    _record(run / "metrics.json", settings, "2026-12-03T07:15:29+00:00")
+    state = records.run_state(run, settings)
+    assert state.current and state.evaluated
+    # Trained again after the evaluation: the evaluation is not current any more.
+    _record(run / "train_metrics.json", settings, "2026-12-03T09:00:00+00:00")
+    assert not records.run_state(run, settings).evaluated
+    changed = records.run_state(run, {"dataset": "moons", "train": {"lr": 0.002}})
+    assert changed.changed and changed.changes == ("train.lr: 0.001 -> 0.002",)
+    # The baselines train and evaluate in one job: metrics.json is their only record.
+    base = tmp_path / "baseline"
+    _record(base / "metrics.json", settings, "2026-12-03T07:15:29+00:00")
+    (base / "train_metrics.json").write_text(json.dumps({"steps": 10}))
+    state = records.run_state(base, settings)
+    assert state.current and state.evaluated
+    records.write_change_note(tmp_path / "note.txt", run, changed.changes)
+    assert "train.lr: 0.001 -> 0.002" in (tmp_path / "note.txt").read_text()
+
+
+@pytest.mark.parametrize("name", ["paper", "quick"])
+def test_committed_runs_are_current_for_their_config(name: str) -> None:
+    """Every committed run recorded the protocol its config gives now (what a fresh clone
+    relies on to plan no training for it; tests/test_fresh_clone.py runs the DAG)."""
+    cfg = load(name)
+    out = ROOT / "results" / cfg["name"]
+    checked = []
+    for run in grid.all_runs(cfg):
+        run_dir = out / "runs" / run.key
+        if (run_dir / "metrics.json").is_file():
+            split = f"results/{cfg['name']}/splits/{run.dataset}/seed{run.seed}.json"
+            expected = {**grid.run_settings(cfg, run.dataset, run.variant, run.seed),
+                        "split": split}  # fmt: skip
+            checked.append((run.key, records.run_state(run_dir, expected)))
+    m1_run = f"results/{cfg['name']}/runs/baseline/m1"
+    if (ROOT / m1_run / "metrics.json").is_file():
+        checked.append(
+            ("baseline/m1", records.run_state(ROOT / m1_run, grid.baseline_settings(cfg, "m1")))
+        )
+    for key in grid.baseline_keys(cfg):
+        model, seed = key.split("/")[1], int(key.rsplit("seed", 1)[1])
+        split = f"results/{cfg['name']}/splits/mnist/seed{seed}.json"
+        expected = grid.baseline_settings(cfg, model, seed, split,
+                                          m1_run if model == "m1m2" else None)  # fmt: skip
+        if (out / "runs" / key / "metrics.json").is_file():
+            checked.append((key, records.run_state(out / "runs" / key, expected)))
+    assert len(checked) >= 24 + 7, checked  # the toy runs and the baselines at least
+    stale = [(key, s) for key, s in checked if not (s.current and s.evaluated)]
+    assert not stale, stale

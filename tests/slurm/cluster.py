@@ -75,7 +75,7 @@ def _run_script(script: Path, env: dict[str, str], timeout_s: float) -> str:
 
 
 @contextmanager
-def running_cluster(timeout_s: int = 120) -> Iterator[dict[str, object]]:
+def running_cluster(timeout_s: int = 600) -> Iterator[dict[str, object]]:
     """Bring the local cluster up, yield facts about it, and always bring it down again.
 
     ``SLURM_CONF`` is exported into ``os.environ`` for the duration, so client commands and

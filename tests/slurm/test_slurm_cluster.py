@@ -104,7 +104,7 @@ def test_profile_routes_gpu_rule_to_gpu_partition(
         snakemake_command(snakefile, tmp_path, "-j", "4"),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=1800,  # a hang guard (three tiny jobs take under a minute on an idle machine)
         check=False,
     )
     log = proc.stdout + proc.stderr

@@ -86,9 +86,11 @@ RERUN_JOBS = {
 # here takes 15-20 s (7 s of it Snakemake's start-up), so 6 s catches most at the second poll.
 # The plugin polls with squeue only while MinJobAge (300 s in the test cluster) >= 3 x this.
 INIT_POLL_S = 6
-SLURM_RUN_TIMEOUT_S = 300
-LOCAL_RUN_TIMEOUT_S = 300
-CANCEL_WAIT_S = 180
+# Guards against a hang (e.g. status polling stuck on sacct), not speed limits: a run takes 3-5
+# minutes on 2 idle cores and several times that on a loaded machine.
+SLURM_RUN_TIMEOUT_S = 3600
+LOCAL_RUN_TIMEOUT_S = 3600
+CANCEL_WAIT_S = 1800
 _SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 _SLURM_LOG_RULE = re.compile(r"/slurm_logs/rule_(\w+)/")
 

@@ -1,16 +1,17 @@
 # The measured baseline of Table 2: Kingma et al. (2014). M1 (a VAE, no labels) once per config;
 # M2 (raw pixels) and M1+M2 (M2 on M1's latent) once per seed, on the SCNF runs' label splits.
 # Each job writes its run config (JSON, from the config's `baseline:` section through
-# experiment_grid.baseline_settings; a params value, so a changed setting reruns the job) into
-# its run directory and calls the CLI. checkpoint.pt stays undeclared, as in train.smk: a rerun
-# after a failure or timeout resumes from it.
+# experiment_grid.baseline_settings; a params value) into its run directory and calls the CLI;
+# a run whose metrics.json records another protocol is trained again (common.smk,
+# run_records.py). checkpoint.pt stays undeclared, as in train.smk: a rerun after a failure or
+# timeout resumes from it.
 
 import json
 
-BASELINE_DIR = res("runs/baseline")
-
 
 rule baseline_m1:
+    input:
+        unpack(baseline_inputs("m1")),
     output:
         model=os.path.join(BASELINE_DIR, "m1", "model.pt"),
         metrics=os.path.join(BASELINE_DIR, "m1", "metrics.json"),
@@ -35,7 +36,7 @@ rule baseline_m1:
 
 rule baseline_m2:
     input:
-        split=res("splits/mnist/seed{seed}.json"),
+        unpack(baseline_inputs("m2")),
     output:
         os.path.join(BASELINE_DIR, "m2", "seed{seed}", "metrics.json"),
     log:
@@ -61,8 +62,7 @@ rule baseline_m2:
 
 rule baseline_m1m2:
     input:
-        split=res("splits/mnist/seed{seed}.json"),
-        m1=rules.baseline_m1.output.model,
+        unpack(baseline_inputs("m1m2")),
     output:
         os.path.join(BASELINE_DIR, "m1m2", "seed{seed}", "metrics.json"),
     log:

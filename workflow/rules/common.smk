@@ -7,6 +7,7 @@ import sys
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
 
 import experiment_grid as grid  # noqa: E402
+import run_records  # noqa: E402
 
 
 wildcard_constraints:
@@ -65,6 +66,116 @@ def job_resources(rule_name, fam=None):
 def run_settings(wildcards):
     """The RUN.yaml content of one run (a params value, so a change in it reruns the run)."""
     return grid.run_settings(config, wildcards.dataset, wildcards.variant, int(wildcards.seed))
+
+
+# --- Up to date by the runs' own records, not by file times (workflow/scripts/run_records.py) --
+# A git checkout stamps every file with the time of the checkout, so on a fresh clone file times
+# say nothing about which committed run came from which input, and .snakemake/metadata (params,
+# code) is absent. A run whose training record (train_metrics.json; a baseline's metrics.json)
+# holds the protocol the config gives now is "current": the inputs of its training are ancient(),
+# and so are its model's for the jobs that read it when its evaluation record is current too, so
+# it is not retrained or re-evaluated for a file time. A run that recorded another protocol is
+# "changed": its first job gets an input written now (a note naming the changed keys), so
+# Snakemake plans it and everything after it.
+# A pin is dropped where --forcerun / -R names the rule that makes the pinned file or one before
+# it (or names a file of the runs or splits): the forced jobs' products are then redone, as
+# without pins.
+SPLIT = res("splits/{dataset}/seed{seed}.json")
+# The rules whose forcing unpins a file made by the key rule (that rule and those before it).
+_MADE_AFTER = {
+    "splits": {"splits"},
+    "run_config": {"splits", "run_config"},
+    "train": {"splits", "run_config", "train_toy", "train_mnist"},
+    "baseline_m1": {"baseline_m1"},
+}
+
+
+def _forced_before(maker):
+    """Whether --forcerun names ``maker`` or a rule before it, or any file of the runs/splits."""
+    settings = getattr(workflow, "dag_settings", None)
+    forced = {str(x) for x in (getattr(settings, "forcerun", None) or ())}
+    rule_names = {r.name for r in workflow.rules}
+    files = {os.path.normpath(f) for f in forced - rule_names}
+    run_files = any(f.startswith((res("runs"), res("splits"))) for f in files)
+    return run_files or bool(forced & _MADE_AFTER[maker])
+
+
+def change_note(run_key):
+    """The note that a changed run's first job takes as input (below .snakemake/, not results)."""
+    return os.path.join(".snakemake", "scnf", "protocol-changed", config["name"], f"{run_key}.txt")
+
+
+_STATES = {}
+
+
+def _state(run_key, expected):
+    """run_records.run_state of ``runs/<run_key>`` (read once per invocation); writes the change
+    note of a changed run."""
+    if run_key not in _STATES:
+        run_dir = res(f"runs/{run_key}")
+        state = run_records.run_state(run_dir, expected)
+        if state.changed:
+            run_records.write_change_note(change_note(run_key), run_dir, state.changes)
+        _STATES[run_key] = state
+    return _STATES[run_key]
+
+
+def _run_key(wildcards):
+    return f"{wildcards.dataset}/{wildcards.variant}/seed{wildcards.seed}"
+
+
+def scnf_state(wildcards):
+    """The record state of an SCNF run (dataset, variant, seed wildcards)."""
+    split = SPLIT.format(dataset=wildcards.dataset, seed=wildcards.seed)
+    expected = {**run_settings(wildcards), "split": split}
+    return _state(_run_key(wildcards), expected)
+
+
+def pin(path, maker, current=True):
+    """``ancient(path)`` for a current run (file times then cannot outdate it), else ``path``.
+
+    ``maker``: the rule that writes ``path`` (a key of ``_MADE_AFTER``).
+    """
+    return ancient(path) if current and not _forced_before(maker) else path
+
+
+def run_config_inputs(wildcards):
+    """The split (a function of its name: always pinned) and, for a changed run, its note."""
+    inputs = {"split": pin(SPLIT, "splits")}
+    return {**inputs, **_change_input(wildcards)}
+
+
+def train_inputs(wildcards):
+    """RUN.yaml and the split of a training job, pinned when the run is current; for a changed
+    run its note (which also reruns training where RUN.yaml is missing)."""
+    current = scnf_state(wildcards).current
+    return {
+        "config": pin(os.path.join(RUN_DIR, "RUN.yaml"), "run_config", current),
+        "split": pin(SPLIT, "splits"),
+        **_change_input(wildcards),
+    }
+
+
+def _change_input(wildcards):
+    """``{"protocol_changed": note}`` for a changed SCNF run, else nothing."""
+    if not scnf_state(wildcards).changed:
+        return {}
+    return {"protocol_changed": change_note(_run_key(wildcards))}
+
+
+def trained_inputs(wildcards):
+    """model.pt and train_metrics.json for the jobs that read a trained run; pinned when the run
+    is current and so is its evaluation.
+
+    A current run keeps its committed products even where model.pt is not committed (MNIST and
+    results/quick/): nothing that reads it is planned.
+    """
+    state = scnf_state(wildcards)
+    current = state.current and state.evaluated
+    return {
+        "model": pin(os.path.join(RUN_DIR, "model.pt"), "train", current),
+        "train_metrics": pin(os.path.join(RUN_DIR, "train_metrics.json"), "train", current),
+    }
 
 
 def run_path(run, filename):
@@ -148,3 +259,40 @@ def final_outputs():
         *[res(p) for p in grid.baseline_metrics(config)],
         res("REPORT.md"),
     ]
+
+
+# --- The baselines' records (workflow/rules/baseline.smk) ---------------------------------
+BASELINE_DIR = res("runs/baseline")
+MNIST_SPLIT = res("splits/mnist/seed{seed}.json")
+
+
+def baseline_state(model, seed=None):
+    """The record state of a baseline run (workflow/rules/common.smk, run_records.py)."""
+    if model == "m1":
+        return _state("baseline/m1", grid.baseline_settings(config, "m1"))
+    split = MNIST_SPLIT.format(seed=seed)
+    m1_run = os.path.join(BASELINE_DIR, "m1") if model == "m1m2" else None
+    expected = grid.baseline_settings(config, model, int(seed), split, m1_run)
+    return _state(f"baseline/{model}/seed{seed}", expected)
+
+
+def baseline_inputs(model):
+    """Input function of a baseline rule: the split (M2, M1+M2), M1's model (M1+M2; pinned when
+    both runs are current) and, for a changed run, its change note."""
+
+    def inputs(wildcards):
+        seed = getattr(wildcards, "seed", None)
+        state = baseline_state(model, seed)
+        out = {}
+        if model != "m1":
+            out["split"] = pin(MNIST_SPLIT, "splits")
+        if model == "m1m2":
+            current = state.current and baseline_state("m1").current
+            out["m1"] = pin(os.path.join(BASELINE_DIR, "m1", "model.pt"), "baseline_m1", current)
+        if state.changed:
+            out["protocol_changed"] = change_note(
+                "baseline/m1" if model == "m1" else f"baseline/{model}/seed{seed}"
+            )
+        return out
+
+    return inputs

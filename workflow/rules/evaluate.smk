@@ -5,8 +5,7 @@
 
 rule evaluate_toy:
     input:
-        model=os.path.join(RUN_DIR, "model.pt"),
-        train_metrics=os.path.join(RUN_DIR, "train_metrics.json"),
+        unpack(trained_inputs),
     output:
         os.path.join(RUN_DIR, "metrics.json"),
     log:
@@ -39,8 +38,7 @@ use rule evaluate_toy as evaluate_mnist with:
 
 rule reconstruct:
     input:
-        model=os.path.join(RUN_DIR, "model.pt"),
-        train_metrics=os.path.join(RUN_DIR, "train_metrics.json"),
+        unpack(trained_inputs),
     output:
         os.path.join(RUN_DIR, "recon.npz"),
     log:
@@ -61,8 +59,7 @@ rule reconstruct:
 
 rule toy_plots:
     input:
-        model=os.path.join(RUN_DIR, "model.pt"),
-        train_metrics=os.path.join(RUN_DIR, "train_metrics.json"),
+        unpack(trained_inputs),
     output:
         report(
             res("figures/toy/{dataset}/{variant}/seed{seed}.png"),

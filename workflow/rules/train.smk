@@ -3,31 +3,37 @@
 # GPU), so that a cluster profile can send them to different partitions by rule name; they share
 # one definition and differ only in which datasets they match and in their resources.
 
+import json
+
 
 rule run_config:
     input:
-        split=res("splits/{dataset}/seed{seed}.json"),
+        unpack(run_config_inputs),
     output:
         os.path.join(RUN_DIR, "RUN.yaml"),
     log:
         os.path.join(LOGS, "run_config/{dataset}/{variant}/seed{seed}.log"),
     params:
-        # Every hyper-parameter of the run: Snakemake reruns the job (and so the training)
-        # when any of them changes.
-        settings=run_settings,
+        # Every hyper-parameter of the run, as JSON (a params value: Snakemake reruns the job
+        # when one changes; training reruns when the run's recorded protocol differs, see
+        # run_records.py).
+        settings=lambda wildcards: json.dumps(run_settings(wildcards)),
+        # A shell command, not a `script:` rule: a script newer than RUN.yaml (as after any git
+        # checkout) would replan every run_config job of a committed config.
+        script=workflow.source_path("../scripts/run_config.py"),
     threads: rule_resource("run_config", "threads")
     resources:
         **job_resources("run_config"),
     conda:
         "../envs/scnf.yaml"
-    script:
-        "../scripts/run_config.py"
+    shell:
+        "python {params.script} --settings {params.settings:q} --split {input.split}"
+        " --out {output} > {log} 2>&1"
 
 
 rule train_toy:
     input:
-        config=os.path.join(RUN_DIR, "RUN.yaml"),
-        split=res("splits/{dataset}/seed{seed}.json"),
+        unpack(train_inputs),
     output:
         # train_metrics.json is written last: its existence means the run completed. Test
         # metrics come from the evaluate rule (--no-final-eval: the test set is scored once).

@@ -1,9 +1,14 @@
-"""Snakemake script: write one run's RUN.yaml (the ``scnf train`` run config).
+"""Write one run's RUN.yaml (the ``scnf train`` run config): the run_config rule's command.
 
-The settings come in as a params value computed by ``experiment_grid.run_settings`` from the
-workflow config and the run's wildcards; this script only adds the split file and writes YAML.
+The settings come in as JSON computed by ``experiment_grid.run_settings`` from the workflow
+config and the run's wildcards; this script only adds the split file and writes YAML::
+
+    python workflow/scripts/run_config.py --settings '{...}' --split S.json --out RUN.yaml
 """
 
+import argparse
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +27,16 @@ def write_run_config(settings: dict[str, Any], split: str, out: str | Path) -> d
     return run
 
 
-def _main(smk: Any) -> None:
-    from smklog import logged
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``--settings`` (JSON), ``--split`` and ``--out``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", required=True, help="the run's settings as JSON")
+    parser.add_argument("--split", required=True, help="label split file of the run")
+    parser.add_argument("--out", required=True, help="RUN.yaml to write")
+    args = parser.parse_args(argv)
+    run = write_run_config(json.loads(args.settings), args.split, args.out)
+    print(f"wrote {args.out} for {run['name']}", file=sys.stderr)
 
-    with logged(smk.log[0]) as log:
-        run = write_run_config(dict(smk.params.settings), smk.input.split, smk.output[0])
-        log.info("wrote %s for %s", smk.output[0], run["name"])
 
-
-if "snakemake" in globals():
-    _main(globals()["snakemake"])
+if __name__ == "__main__":
+    main()
