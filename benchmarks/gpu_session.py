@@ -1,4 +1,13 @@
-"""One time-boxed GPU session (issue 14): throughput, precision, and the config/h200.yaml recipe.
+"""GPU sessions: issue 14's time-boxed session, and the queue of GPU jobs (issue 22).
+
+Subcommands (the queue, config/gpu_queue.yaml; see benchmarks/gpu_queue.py and gpu_jobs.py):
+
+    python benchmarks/gpu_session.py status                 # jobs left, predicted GPU-minutes
+    SCNF_GIT_COMMIT=<hash> PYTHONPATH=$PWD python3 benchmarks/gpu_session.py next \\
+        --out $OUT --data-dir .gpu/data [--budget 570]      # on the device: the next job
+    python benchmarks/gpu_session.py import <fetched dir>   # here: into results/<name>/
+
+Without a subcommand, issue 14's session, unchanged:
 
 Run on the CUDA machine lent by the device tool, as ONE command (the machine goes back 30 s
 after a call, so a second call may have to start a fresh one). The copy of the tree sent there
@@ -36,112 +45,38 @@ metrics and each target of issue 14 with its value, threshold and ``met``), ``se
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-import torch
-import yaml
+import gpu_common as common
+from gpu_bench import (
+    MEASURED_IMAGES_PER_S,
+    TARGETS,
+    bpd_check_perturbed,
+    bpd_check_trained,
+    evaluate_targets,
+    monitor_curve,
+    run_benches,
+)
+from gpu_common import REPO, TINY_OVERRIDES, left, log, run_cmd, scnf_cmd
+from gpu_runs import scnf_run
 
-START = time.perf_counter()
-REPO = Path(__file__).resolve().parents[1]
-PAPER_CONFIG = REPO / "config" / "config.yaml"
-TMP = Path(tempfile.mkdtemp(prefix="gpu-session-"))
-LOG_FILE: Path | None = None
-
-ANCHOR_IMAGES_PER_S = 820.0  # authors' code, bare training step, same H200 (shared/reference)
-# Compiled bf16 training step, batch 256, on the H200 of 2026-11-28 (results/bench/): the
-# figure a new measurement must not fall below, and the default for sizing the training.
-MEASURED_IMAGES_PER_S = 13_110.0
-BF16_PEAK_TFLOP_S = 790.0  # a bf16 matrix product on the H200 (device tool's notes)
-# Issue 14's targets: name -> (comparison, threshold, unit, what).
-TARGETS: dict[str, tuple[str, float, str, str]] = {
-    "throughput_no_regression": (
-        ">=", 13_000.0, "images/s", "compiled bf16 training step, batch 256: no regression"),
-    "throughput_goal": (">=", 20_000.0, "images/s", "compiled bf16 training step: the goal"),
-    "cost_ratio": ("<=", 1.3, "x", "time(log_marginal) / time(log_joint), eager fp32"),
-    "naive_cost_ratio": (">=", 8.0, "x", "the same for a fully conditional model"),
-    "bf16_bpd_agreement": (
-        "<=", 0.002, "bits/dim", "|bits/dim bf16 - fp32| of the training objective"),
-    "test_error": ("<=", 2.7, "%", "final test error (paper 1.9 + verdict margin)"),
-    "train_time": ("<=", 600.0, "s", "training wall time of the recipe (time box)"),
-}  # fmt: skip
-# --tiny: what changes against the recipe, so that the CPU run takes seconds (and nothing else).
-TINY_OVERRIDES: dict[str, dict[str, Any]] = {
-    "model": {"steps_per_level": 1, "hidden": 16, "head_steps": 2, "head_hidden": 32},
-    # 320 images + the labelled ones beyond them: 14 steps of 32 per epoch, so 24 steps end in
-    # the second epoch and both epochs are monitored.
-    "data": {"num_train": 320, "num_test": 300},
-    "train": {
-        "batch_size": 32,
-        "max_steps": 24,
-        "warmup_steps": 4,
-        "checkpoint_every": 12,
-        "monitor_every": 1,
-        "monitor_size": 200,
-    },
-    "eval": {"batch_size": 256},
-}
 FIXED_TRAIN_S = 50.0  # train process start, data, eager first step and compilation (2026-11-28)
 MONITOR_S = 2.0  # one monitor: a forward pass over 10,100 images, eager fp32
 AFTER_TRAIN_S = 25.0  # kept for `scnf evaluate` after training; the reconstruction is optional
-
-
-def left(budget: float) -> float:
-    return budget - (time.perf_counter() - START)
-
-
-def log(msg: str) -> None:
-    line = f"[{time.perf_counter() - START:7.1f}s] {msg}"
-    print(line, flush=True)
-    if LOG_FILE is not None:
-        with LOG_FILE.open("a") as fh:
-            fh.write(line + "\n")
-
-
-def scnf_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "scnf", *args]
-
-
-def _script(name: str) -> ModuleType:
-    """``workflow/scripts/<name>.py``: the workflow's own code composes the run config."""
-    spec = importlib.util.spec_from_file_location(
-        f"_wf_{name}", REPO / "workflow" / "scripts" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    """What Snakemake does with --configfile on top of the Snakefile's config/config.yaml."""
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = (
-            _deep_merge(out[key], value)
-            if isinstance(value, dict) and isinstance(out.get(key), dict)
-            else value
-        )
-    return out
+RUN_FILES = ("RUN.yaml", "train_log.jsonl", "train_metrics.json", "metrics.json", "recon.npz")
 
 
 def recipe(config_file: Path, seed: int = 0) -> dict[str, Any]:
     """The run settings the workflow writes to RUN.yaml for Table 2's first row of the config."""
-    grid = _script("experiment_grid")
-    cfg = _deep_merge(
-        yaml.safe_load(PAPER_CONFIG.read_text()), yaml.safe_load(config_file.read_text())
-    )
+    grid = common.script("experiment_grid")
+    cfg = common.workflow_config(config_file)
     row = cfg["mnist"]["table2"][0]
     if (row["head"], row["mode"], row["clf"]) != ("glow", "sgd", False):
         raise SystemExit(f"{config_file}: table2's first row must be SCNF-GLOW / SGD / no L_clf")
@@ -158,192 +93,16 @@ def recipe(config_file: Path, seed: int = 0) -> dict[str, Any]:
     }
 
 
-def bench(name: str, args: list[str], timeout: float) -> dict | None:
-    """Run `scnf bench ... --json` in a subprocess; None on failure or timeout."""
-    out = TMP / f"{name}.json"
-    cmd = scnf_cmd("bench", *args, "--json", str(out))
-    log(f"{name}: " + " ".join(cmd[1:]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 1))
-    except subprocess.TimeoutExpired:
-        log(f"{name}: timed out after {timeout:.0f}s")
-        return None
-    if proc.returncode != 0:
-        log(f"{name}: failed\n" + proc.stderr[-3000:])
-        return None
-    result = json.loads(out.read_text())
-    result.pop("provenance", None)  # the session's own provenance covers it
-    log(
-        f"{name}: {result['train_images_per_s']:.0f} images/s, "
-        f"{result['achieved_tflop_per_s']:.1f} TFLOP/s"
-    )
-    return result
-
-
-def _set_tf32(on: bool) -> None:
-    torch.backends.cuda.matmul.allow_tf32 = on
-    torch.backends.cudnn.allow_tf32 = on
-
-
-@torch.no_grad()
-def bpd_agreement(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-    """bits/dim of the training objective (eq. 1 on a labelled/unlabelled batch), fp32 vs bf16.
-
-    The reference is float32 with TF32 off; the other is what ``precision: bf16`` trains with
-    (``scnf.device.configure_precision``: TF32 on, bf16 autocast of the conditioner networks;
-    on a CPU, CPU autocast, so that the check runs everywhere).
-    """
-    from scnf.data import bits_per_dim
-    from scnf.device import configure_precision
-    from scnf.train.config import TrainConfig
-    from scnf.train.objective import semi_supervised_objective
-
-    flags = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    try:
-        _set_tf32(False)
-        ref = semi_supervised_objective(model, x, y).nll.item()
-        dtype = configure_precision(TrainConfig(precision="bf16"), x.device) or torch.bfloat16
-        with torch.autocast(x.device.type, dtype=dtype):
-            low = semi_supervised_objective(model, x, y).nll.item()
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
-    dims = math.prod(x.shape[1:])
-    a, b = bits_per_dim(-ref, dims), bits_per_dim(-low, dims)
-    return {"bpd_fp32": a, "bpd_bf16": b, "abs_diff": abs(a - b), "batch": int(x.shape[0])}
-
-
-def _mnist_batch(data_dir: str, n: int, n_lab: int, dev: torch.device):
-    """n dequantised MNIST training images (fixed noise) and labels of the first n_lab."""
-    from scnf.data import dequantize, load_mnist
-
-    images, labels = load_mnist(data_dir, train=True)
-    gen = torch.Generator().manual_seed(0)
-    x = dequantize(images[:n], gen)
-    return x.to(dev), labels[:n_lab].to(dev)
-
-
-def bpd_check_perturbed(model_overrides: dict, data_dir: str, dev: torch.device) -> dict:
-    """Phase 1's check: initialised weights moved off the identity, real images."""
-    import scnf
-
-    torch.manual_seed(0)
-    model = scnf.make_model("mnist-glow", **model_overrides).to(dev)
-    x, y = _mnist_batch(data_dir, 256, 85, dev)
-    model.train()
-    with torch.no_grad():
-        model.log_joint_all(x)  # ActNorm's data-dependent initialisation
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return {"weights": "initialised, perturbed by N(0, 0.01^2)", **bpd_agreement(model, x, y)}
-
-
-def bpd_check_trained(run_dir: Path, dev: torch.device) -> dict:
-    """The same check on the trained model and a training batch (labelled + unlabelled)."""
-    from scnf.train.batches import load_data
-    from scnf.train.checkpoint import load_trained
-
-    model, cfg = load_trained(run_dir, dev)
-    data = load_data(cfg, dev, test=False)
-    gen = torch.Generator(device=dev).manual_seed(0)
-    n_lab = min(85, data.x_lab.shape[0])
-    raw = torch.cat([data.x_lab[:n_lab], data.x_unl[: 256 - n_lab]])
-    x = data.model_input(raw, gen)
-    return {
-        "weights": "trained (this session's run)",
-        **bpd_agreement(model, x, data.y_lab[:n_lab]),
-    }
-
-
-def hardware() -> dict:
-    """GPU name, clocks, memory and driver from nvidia-smi (empty without one)."""
-    if shutil.which("nvidia-smi") is None:
-        return {}
-    fields = "name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit"
-    proc = subprocess.run(
-        ["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    values = [v.strip() for v in proc.stdout.splitlines()[0].split(",")] if proc.stdout else []
-    return dict(zip(fields.split(","), values, strict=False))
-
-
-def target(name: str, value: float | None, source: str | None) -> dict[str, Any]:
-    """One target with its measured value, threshold and whether it is met (None: not measured)."""
-    op, threshold, unit, what = TARGETS[name]
-    met = None
-    if value is not None:
-        met = bool(value >= threshold) if op == ">=" else bool(value <= threshold)
-    return {
-        "value": value,
-        "op": op,
-        "threshold": threshold,
-        "unit": unit,
-        "met": met,
-        "source": source,
-        "what": what,
-    }
-
-
-def evaluate_targets(session: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every target of issue 14 from what the session measured so far."""
-    b = session.get("bench", {})
-    fast = b.get("compiled-bf16") or b.get("eager-bf16")  # eager stands in without --compile
-    fast_name = "compiled-bf16" if b.get("compiled-bf16") else "eager-bf16" if fast else None
-    fp32 = b.get("eager-fp32") or {}
-    checks = session.get("bpd_check", {})
-    bpd_src = "trained" if "trained" in checks else "perturbed" if "perturbed" in checks else None
-    train = session.get("train", {})
-    metrics, tm = train.get("metrics") or {}, train.get("train_metrics") or {}
-    ips = fast["train_images_per_s"] if fast else None
-    return {
-        "throughput_no_regression": target("throughput_no_regression", ips, fast_name),
-        "throughput_goal": target("throughput_goal", ips, fast_name),
-        "cost_ratio": target("cost_ratio", fp32.get("cost_ratio"), "eager-fp32"),
-        "naive_cost_ratio": target("naive_cost_ratio", fp32.get("naive_cost_ratio"), "eager-fp32"),
-        "bf16_bpd_agreement": target(
-            "bf16_bpd_agreement", checks[bpd_src]["abs_diff"] if bpd_src else None, bpd_src
-        ),
-        "test_error": target("test_error", metrics.get("test_error"), "metrics.json"),
-        "train_time": target("train_time", tm.get("train_wall_s"), "train_metrics.json"),
-    }
-
-
 def write_session(out: Path, session: dict) -> None:
     session["targets"] = evaluate_targets(session)
-    session["total_wall_s"] = time.perf_counter() - START
+    session["total_wall_s"] = time.perf_counter() - common.START
     (out / "session.json").write_text(json.dumps(session, indent=1, default=str))
 
 
 def phase_bench(a: argparse.Namespace, session: dict, bench_budget: float) -> None:
     """Phase 1: throughput, cost ratio, FLOP/s and the bf16 check on perturbed weights."""
-    common = ["--preset", "mnist-glow", "--batch-size", "32" if a.tiny else "256"]
-    common += ["--steps", "2" if a.tiny else "15", "--warmup", "1" if a.tiny else "3"]
-    if a.tiny:
-        common += ["--model", *(f"{k}={v}" for k, v in TINY_OVERRIDES["model"].items())]
-    end = time.perf_counter() + bench_budget
-    results = session.setdefault("bench", {})
-    results["eager-fp32"] = bench(
-        "eager-fp32", common + ["--precision", "fp32"], end - time.perf_counter()
-    )
-    if a.no_compile:
-        args = common + ["--precision", "bf16", "--skip-ratio"]
-        results["eager-bf16"] = bench("eager-bf16", args, end - time.perf_counter())
-    else:
-        mode = "reduce-overhead" if torch.cuda.is_available() else "default"
-        args = common + ["--precision", "bf16", "--compile", "--compile-mode", mode, "--skip-ratio"]
-        results["compiled-bf16"] = bench("compiled-bf16", args, end - time.perf_counter())
-    for r in results.values():
-        if r:
-            r["fraction_of_bf16_peak"] = r["achieved_tflop_per_s"] / BF16_PEAK_TFLOP_S
-            r["x_anchor"] = r["train_images_per_s"] / ANCHOR_IMAGES_PER_S
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    overrides = TINY_OVERRIDES["model"] if a.tiny else {}
-    session.setdefault("bpd_check", {})["perturbed"] = bpd_check_perturbed(
-        overrides, a.data_dir, dev
-    )
-    log(f"bpd check (perturbed): {session['bpd_check']['perturbed']}")
+    run_benches(session, ["fp32", "fast"], a.tiny, a.no_compile, bench_budget)
+    session.setdefault("bpd_check", {})["perturbed"] = bpd_check_perturbed(a.tiny, a.data_dir)
 
 
 def run_config(a: argparse.Namespace, rec: dict[str, Any], images_per_s: float, budget_s: float):
@@ -386,114 +145,41 @@ def run_config(a: argparse.Namespace, rec: dict[str, Any], images_per_s: float, 
     return s, sizing
 
 
-def monitor_curve(log_entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """The monitored epochs (training seconds so far, monitors) and when the held-out error
-    first reached the test-error threshold: time-to-accuracy on data training may see."""
-    curve, elapsed, first = [], 0.0, None
-    for e in log_entries:
-        elapsed += e["seconds"]
-        if e.get("mon_heldout_error") is None:
-            continue
-        point = {
-            "epoch": e["epoch"],
-            "step": e["step"],
-            "train_s": elapsed,
-            **{k: v for k, v in e.items() if k.startswith("mon_")},
-        }
-        curve.append(point)
-        if first is None and e["mon_heldout_error"] <= TARGETS["test_error"][1]:
-            first = point
-    return {"points": curve, "first_at_threshold": first}
-
-
-def _run(cmd: list[str], timeout: float) -> tuple[int | None, str, str]:
-    """(returncode or None on timeout, stdout, stderr) of a subprocess."""
-    log(" ".join(cmd[1:]))
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(timeout, 5))
-        return proc.returncode, proc.stdout, proc.stderr
-    except subprocess.TimeoutExpired as err:
-        out = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or ""
-        errs = err.stderr.decode() if isinstance(err.stderr, bytes) else err.stderr or ""
-        return None, out, errs + f"\nTIMED OUT after {timeout:.0f}s"
-
-
 def phase_train(a: argparse.Namespace, session: dict, rec: dict[str, Any]) -> None:
     """Phases 2 and 3: the recipe, monitors only, then the test set once and Fig. 2."""
-    writer = _script("run_config")
     fast = (session.get("bench") or {}).get("compiled-bf16")
     ips = fast["train_images_per_s"] if fast else MEASURED_IMAGES_PER_S
     ips *= 0.95  # the loop's epochs ran at ~95 % of the bare step on 2026-11-28
     budget_s = min(TARGETS["train_time"][1], left(a.budget) - AFTER_TRAIN_S - 10)
     settings, sizing = run_config(a, rec, ips, budget_s)
-    run = TMP / "run"
+    run = common.tmp_dir() / "run"
     run.mkdir()
     split = run / "split.json"
     seed = str(settings["seed"])
     splits = scnf_cmd("splits", "--dataset", "mnist", "--seed", seed, "--out", str(split))
-    rc, _, err = _run([*splits, "--data-dir", a.data_dir], 120)
+    rc, _, err = run_cmd([*splits, "--data-dir", a.data_dir], 120)
     if rc != 0:
         raise SystemExit(f"splits failed: {err[-2000:]}")
-    split_info = json.loads(split.read_text())
-    written = writer.write_run_config(settings, str(split), run / "RUN.yaml")
-    train: dict[str, Any] = {
-        "sizing": sizing,
-        "config": written,
-        "split_labelled": split_info["labelled"],
-    }
+    train: dict[str, Any] = {"sizing": sizing}
     session["train"] = train
-    write_session(a.out, session)
-    t0 = time.perf_counter()
-    rc, out, err = _run(
-        scnf_cmd("train", "--config", str(run / "RUN.yaml"), "--out", str(run), "--no-final-eval"),
-        left(a.budget) - AFTER_TRAIN_S,
-    )
-    train.update(
-        returncode=rc,
-        wall_s=time.perf_counter() - t0,
-        stdout_tail=out[-2000:],
-        stderr_tail=err[-3000:],
-    )
-    log_file, tm_file = run / "train_log.jsonl", run / "train_metrics.json"
-    train["log"] = (
-        [json.loads(x) for x in log_file.read_text().splitlines()] if log_file.exists() else []
-    )
-    train["train_metrics"] = json.loads(tm_file.read_text()) if tm_file.exists() else None
-    steady = sorted(e["images_per_s"] for e in train["log"][1:])
-    train["steady_images_per_s"] = steady[len(steady) // 2] if steady else None
-    train["monitor_curve"] = monitor_curve(train["log"])
-    write_session(a.out, session)
-    if rc != 0:
-        log(f"training failed (rc {rc}):\n{err[-1500:]}")
-    else:
-        # The test set once, first: it is the figure the session exists for.
-        evaluate = scnf_cmd("evaluate", "--run", str(run), "--out", str(run / "metrics.json"))
-        rc, out, err = _run(evaluate, left(a.budget) - 5)
-        if rc == 0:
-            train["metrics"] = json.loads((run / "metrics.json").read_text())
-            log(out.strip())
-        else:
-            log(f"evaluate failed (rc {rc}):\n{err[-1500:]}")
+
+    def update(partial: dict[str, Any]) -> None:
+        train.update(partial)
+        train["monitor_curve"] = monitor_curve(train.get("log", []))
         write_session(a.out, session)
-        if left(a.budget) > 15:
-            dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            session["bpd_check"]["trained"] = bpd_check_trained(run, dev)
-            log(f"bpd check (trained): {session['bpd_check']['trained']}")
-            write_session(a.out, session)
-        if left(a.budget) > 20:
-            n = "4" if a.tiny else "10"
-            recon = scnf_cmd("reconstruct", "--run", str(run), "--out", str(run / "recon.npz"))
-            rc, _, err = _run([*recon, "--num-images", n], left(a.budget) - 3)
-            train["reconstruct_returncode"] = rc
-        else:
-            log("reconstruction skipped: no time left")
-    for name in ("RUN.yaml", "train_log.jsonl", "train_metrics.json", "metrics.json", "recon.npz"):
+
+    deadline = common.START + a.budget - 3
+    scnf_run(settings, run, split, deadline, 4 if a.tiny else 10, on_update=update)
+    if train.get("metrics") and left(a.budget) > 15:
+        session["bpd_check"]["trained"] = bpd_check_trained(run)
+        write_session(a.out, session)
+    for name in RUN_FILES:
         if (run / name).exists():
             shutil.copy2(run / name, a.out / name)
 
 
-def main() -> None:
-    global LOG_FILE
+def main_session(argv: list[str]) -> None:
+    """Issue 14's session (no subcommand)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--data-dir", default=".gpu/data", help="folder holding MNIST/raw")
@@ -508,13 +194,15 @@ def main() -> None:
     p.add_argument("--phases", default="bench,train", help="comma list of: bench, train")
     p.add_argument("--tiny", action="store_true", help="small model and steps (CPU script test)")
     p.add_argument("--no-compile", action="store_true", help="eager bf16 instead of compiled")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     phases = set(a.phases.split(","))
     if not phases <= {"bench", "train"}:
         p.error(f"--phases: unknown {sorted(phases - {'bench', 'train'})}")
     a.out.mkdir(parents=True, exist_ok=True)
-    LOG_FILE = a.out / "session.log"
-    LOG_FILE.write_text("")
+    common.LOG_FILE = a.out / "session.log"
+    common.LOG_FILE.write_text("")
+
+    from gpu_bench import ANCHOR_IMAGES_PER_S, BF16_PEAK_TFLOP_S
 
     from scnf.provenance import collect
 
@@ -522,7 +210,7 @@ def main() -> None:
     session: dict[str, Any] = {
         "what": "benchmarks/gpu_session.py: one time-boxed session (issue 14)",
         "argv": sys.argv,
-        "hardware": hardware(),
+        "hardware": common.hardware(),
         "anchor_authors_images_per_s": ANCHOR_IMAGES_PER_S,
         "bf16_peak_tflop_per_s": BF16_PEAK_TFLOP_S,
         "provenance": collect(vars(a) | {"out": str(a.out), "config": str(a.config)}),
@@ -539,10 +227,58 @@ def main() -> None:
             phase_train(a, session, rec)
     finally:
         write_session(a.out, session)
-        shutil.rmtree(TMP, ignore_errors=True)  # weights never reach --out
+        common.cleanup()  # weights never reach --out
     log("targets: " + json.dumps({k: v["met"] for k, v in session["targets"].items()}))
+
+
+def main_queue(argv: list[str]) -> int:
+    """The queue's subcommands: status, next, import."""
+    p = argparse.ArgumentParser(prog="gpu_session.py", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    queue = {"type": Path, "default": REPO / "config" / "gpu_queue.yaml", "help": "queue file"}
+    results = {"type": Path, "default": REPO / "results", "help": "results folder to look in"}
+    s = sub.add_parser("status", help="the jobs left and their predicted GPU-minutes")
+    s.add_argument("--queue", **queue)
+    s.add_argument("--results", **results)
+    s.add_argument("--budget", type=float, default=None, help="seconds per device call")
+    s.add_argument("--tiny", action="store_true", help="the queue config's tiny variant")
+    n = sub.add_parser("next", help="run the first job whose results are not in --results")
+    n.add_argument("--out", type=Path, required=True)
+    n.add_argument("--data-dir", default=".gpu/data", help="folder holding MNIST/raw")
+    n.add_argument("--budget", type=float, default=None, help="seconds for the whole command")
+    n.add_argument("--job", default=None, help="this job instead of the next one")
+    n.add_argument("--queue", **queue)
+    n.add_argument("--results", **results)
+    n.add_argument("--tiny", action="store_true", help="the config's tiny variant (CPU test)")
+    n.add_argument("--no-compile", action="store_true", help="eager instead of compiled")
+    i = sub.add_parser("import", help="take a fetched job's files into results/<name>/")
+    i.add_argument("fetched", type=Path, nargs="?", help="folder holding session.json")
+    i.add_argument("--workdir", type=Path, default=REPO, help="where results/ lives")
+    i.add_argument("--allow-tiny", action="store_true", help="accept --tiny runs (tests)")
+    i.add_argument("--force", action="store_true", help="replace runs imported before")
+    i.add_argument(
+        "--restamp", action="store_true", help="only reset imported files' times to DAG order"
+    )
+    a = p.parse_args(argv)
+    if a.command == "status":
+        import gpu_queue
+
+        q = gpu_queue.load(a.queue, a.tiny)
+        print("\n".join(gpu_queue.status_lines(q, a.results, a.budget)))
+        return 0
+    if a.command == "next":
+        import gpu_jobs
+        import gpu_queue
+
+        a.budget = a.budget or gpu_queue.load(a.queue).budget_s
+        return gpu_jobs.main_next(a)
+    import gpu_import
+
+    return gpu_import.main(a)
 
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] in ("status", "next", "import"):
+        sys.exit(main_queue(sys.argv[1:]))
+    main_session(sys.argv[1:])

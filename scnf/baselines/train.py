@@ -32,6 +32,7 @@ from scnf.baselines.config import (
     load_m1_config,
     what_is_trained,
 )
+from scnf.baselines.graphed import FastOptions, fit_fast
 from scnf.baselines.m1 import M1
 from scnf.baselines.m2 import M2
 from scnf.data import load_mnist, load_split
@@ -253,10 +254,31 @@ def _fit(
     return log, time.perf_counter() - start
 
 
-def _adam(model: torch.nn.Module, t: Any) -> torch.optim.Adam:
+def _adam(model: torch.nn.Module, t: Any, fast: FastOptions | None = None) -> torch.optim.Adam:
+    extra = {"capturable": True} if fast is not None and fast.graphed() else {}
     return torch.optim.Adam(
-        model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay
+        model.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay, **extra
     )
+
+
+def _device(fast: FastOptions | None) -> torch.device:
+    """The CPU, or ``fast.device`` for the fast path (``scnf.baselines.graphed``)."""
+    return torch.device("cpu") if fast is None else torch.device(fast.device)
+
+
+def _generator(seed: int, dev: torch.device) -> torch.Generator | None:
+    """The run's one source of random draws: a CPU generator, or on CUDA the device's default
+    generator (None), the one a CUDA graph replays safely."""
+    if dev.type == "cpu":
+        return torch.Generator().manual_seed(seed)
+    torch.cuda.manual_seed(seed)
+    return None
+
+
+def _no_checkpoint(out_dir: Path) -> None:
+    """The fast path trains from scratch in a fresh directory; it never resumes."""
+    if (out_dir / CHECKPOINT).is_file():
+        raise ValueError(f"{out_dir / CHECKPOINT} exists: the fast path trains from scratch")
 
 
 def _total_steps(epochs: int, steps_per_epoch: int, max_steps: int | None) -> int:
@@ -305,44 +327,58 @@ def m1_test_elbo(model: M1, x: Tensor, batch_size: int) -> float:
 
 
 def train_m1(
-    cfg: M1Config, out_dir: str | Path, stop_after_step: int | None = None
+    cfg: M1Config,
+    out_dir: str | Path,
+    stop_after_step: int | None = None,
+    fast: FastOptions | None = None,
 ) -> dict[str, Any]:
-    """Train M1 on the (first ``num_train``) training images without labels; write metrics.json."""
+    """Train M1 on the (first ``num_train``) training images without labels; write metrics.json.
+
+    ``fast``: train on ``fast.device`` with ``scnf.baselines.graphed`` (from scratch, time-boxed;
+    ``metrics["fast"]`` records how far it got); the evaluation runs on the CPU either way.
+    """
     from scnf.provenance import collect, write_json
 
     t, out_dir = cfg.train, Path(out_dir)
+    dev = _device(fast)
     images, _ = load_mnist(cfg.data.dir, train=True, download=cfg.data.download)
     test, _ = load_mnist(cfg.data.dir, train=False, download=cfg.data.download)
-    x = _pixels(images[: cfg.data.num_train])
+    x = _pixels(images[: cfg.data.num_train]).to(dev)
     x_test = _pixels(test[: cfg.data.num_test])
     steps_per_epoch = math.ceil(x.shape[0] / t.batch_size)
     total = _total_steps(t.epochs, steps_per_epoch, t.max_steps)
     _prepare_out_dir(cfg, out_dir, total)
     torch.manual_seed(cfg.seed)
-    model = build_m1(cfg)
-    optimizer = _adam(model, t)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
+    model = build_m1(cfg).to(dev)
+    optimizer = _adam(model, t, fast)
+    g = _generator(cfg.seed + 1, dev)
 
     def step() -> tuple[Tensor, dict[str, Tensor]]:
-        idx = torch.randint(x.shape[0], (t.batch_size,), generator=g)
+        idx = torch.randint(x.shape[0], (t.batch_size,), generator=g, device=dev)
         xb = torch.bernoulli(x[idx], generator=g)  # dynamic binarisation
-        eps = torch.randn(t.batch_size, t.latent, generator=g)
+        eps = torch.randn(t.batch_size, t.latent, generator=g, device=dev)
         elbo = model.elbo(xb, eps).mean()
         return -elbo, {"elbo": elbo.detach()}
 
-    log, wall = _fit(
-        model,
-        optimizer,
-        step,
-        g,
-        total,
-        steps_per_epoch,
-        t.checkpoint_every,
-        out_dir,
-        t.progress,
-        cfg.name or "baseline-m1",
-        stop_after_step,
-    )
+    run = None
+    if fast is None:
+        log, wall = _fit(
+            model,
+            optimizer,
+            step,
+            g,
+            total,
+            steps_per_epoch,
+            t.checkpoint_every,
+            out_dir,
+            t.progress,
+            cfg.name or "baseline-m1",
+            stop_after_step,
+        )
+    else:
+        _no_checkpoint(out_dir)
+        log, wall, run = fit_fast(model, optimizer, step, total, steps_per_epoch, out_dir, fast)
+        model, total = model.cpu(), run["steps"]
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     model.eval()
     protocol = {
@@ -361,6 +397,8 @@ def train_m1(
         "train_wall_s": wall,
         "provenance": collect(cfg.to_dict(), wall),
     }
+    if run is not None:
+        result["fast"] = run
     write_json(out_dir / METRICS, result)
     write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in ("steps", "train_wall_s")})
     return result
@@ -391,12 +429,19 @@ def m1_features(model: M1, x: Tensor, batch_size: int = 2000) -> tuple[Tensor, T
 
 
 def train_m2(
-    cfg: M2Config, out_dir: str | Path, stop_after_step: int | None = None
+    cfg: M2Config,
+    out_dir: str | Path,
+    stop_after_step: int | None = None,
+    fast: FastOptions | None = None,
 ) -> dict[str, Any]:
-    """Train M2 (raw pixels) or M1+M2 (M1's latent) on one label split; write metrics.json."""
+    """Train M2 (raw pixels) or M1+M2 (M1's latent) on one label split; write metrics.json.
+
+    ``fast``: as in ``train_m1``: training on ``fast.device``, evaluation on the CPU.
+    """
     from scnf.provenance import collect, write_json
 
     t, out_dir = cfg.train, Path(out_dir)
+    dev = _device(fast)
     stacked = isinstance(cfg, M1M2Config)
     check_split_file(cfg.split)
     if stacked:
@@ -424,63 +469,75 @@ def train_m2(
         x_dim, likelihood = 784, "bernoulli"
 
     torch.manual_seed(cfg.seed)
-    model = M2(x_dim, t.hidden, t.latent, 10, likelihood)
-    optimizer = _adam(model, t)
-    g = torch.Generator().manual_seed(cfg.seed + 1)
+    model = M2(x_dim, t.hidden, t.latent, 10, likelihood).to(dev)
+    optimizer = _adam(model, t, fast)
+    g = _generator(cfg.seed + 1, dev)
     alpha = t.alpha_per_n * (n_lab + n_unl)
     steps_per_epoch = math.ceil(n_unl / t.unlabelled_batch)
     total = _total_steps(t.epochs, steps_per_epoch, t.max_steps)
     _prepare_out_dir(cfg, out_dir, total)
     bl, bu = t.labelled_batch, t.unlabelled_batch
+    # What training reads, on its device (the same tensors on the CPU).
+    on = {k: getattr(data, k).to(dev) for k in ("x_lab", "y_lab", "x_unl", "y_unl")}
+    feats_on = {k: (mu.to(dev), lv.to(dev)) for k, (mu, lv) in feats.items()} if stacked else {}
+    labelled = torch.full((), float(bl), device=dev)
 
     def inputs(key: str, idx: Tensor) -> Tensor:
         if not stacked:
-            return torch.bernoulli(getattr(data, key)[idx], generator=g)  # dynamic binarisation
-        mu, lv = feats[key][0][idx], feats[key][1][idx]
+            return torch.bernoulli(on[key][idx], generator=g)  # dynamic binarisation
+        mu, lv = feats_on[key][0][idx], feats_on[key][1][idx]
         if t.features == "mean":
             return mu
-        return mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g)
+        return mu + torch.exp(0.5 * lv) * torch.randn(mu.shape, generator=g, device=dev)
 
-    held = heldout_index(n_unl, MONITOR_SIZE)
-    x_held = feats["x_unl"][0][held] if stacked else data.x_unl[held]
-    y_held = data.y_unl[held]
+    held = heldout_index(n_unl, MONITOR_SIZE).to(dev)
+    x_held = feats_on["x_unl"][0][held] if stacked else on["x_unl"][held]
+    y_held = on["y_unl"][held]
 
     def monitor() -> dict[str, float]:
-        x = feats["x_lab"][0] if stacked else data.x_lab
+        x = feats_on["x_lab"][0] if stacked else on["x_lab"]
         return {
-            "mon_labelled_error": classification_error(model, x, data.y_lab, 1000),
+            "mon_labelled_error": classification_error(model, x, on["y_lab"], 1000),
             "mon_heldout_error": classification_error(model, x_held, y_held, 1000),
         }
 
     def step() -> tuple[Tensor, dict[str, Tensor]]:
-        il = torch.randint(n_lab, (bl,), generator=g)
-        iu = torch.randint(n_unl, (bu,), generator=g)
+        il = torch.randint(n_lab, (bl,), generator=g, device=dev)
+        iu = torch.randint(n_unl, (bu,), generator=g, device=dev)
         x_l, x_u = inputs("x_lab", il), inputs("x_unl", iu)
-        eps_l = torch.randn(bl, t.latent, generator=g)
-        eps_u = torch.randn(bu, 10, t.latent, generator=g)
-        terms = model.objective(x_l, data.y_lab[il], x_u, n_lab, n_unl, alpha, eps_l, eps_u)
+        eps_l = torch.randn(bl, t.latent, generator=g, device=dev)
+        eps_u = torch.randn(bu, 10, t.latent, generator=g, device=dev)
+        terms = model.objective(x_l, on["y_lab"][il], x_u, n_lab, n_unl, alpha, eps_l, eps_u)
         stats = {
             "bound": terms.bound,
             "clf": terms.clf,
             "correct": terms.correct,
-            "labelled": torch.tensor(float(bl)),
+            "labelled": labelled,
         }
         return terms.loss, stats
 
-    log, wall = _fit(
-        model,
-        optimizer,
-        step,
-        g,
-        total,
-        steps_per_epoch,
-        t.checkpoint_every,
-        out_dir,
-        t.progress,
-        cfg.name or f"baseline-{cfg.model}",
-        stop_after_step,
-        monitor,
-    )
+    run = None
+    if fast is None:
+        log, wall = _fit(
+            model,
+            optimizer,
+            step,
+            g,
+            total,
+            steps_per_epoch,
+            t.checkpoint_every,
+            out_dir,
+            t.progress,
+            cfg.name or f"baseline-{cfg.model}",
+            stop_after_step,
+            monitor,
+        )
+    else:
+        _no_checkpoint(out_dir)
+        log, wall, run = fit_fast(
+            model, optimizer, step, total, steps_per_epoch, out_dir, fast, monitor
+        )
+        model, total = model.cpu(), run["steps"]
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     model.eval()
     if stacked:
@@ -514,6 +571,8 @@ def train_m2(
         "final_train_bound": log[-1]["bound"] if log else None,
         "provenance": collect(cfg.to_dict(), wall),
     }
+    if run is not None:
+        result["fast"] = run
     write_json(out_dir / METRICS, result)
     write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in ("steps", "epochs", "train_wall_s")})
     return result
