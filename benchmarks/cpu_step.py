@@ -145,7 +145,10 @@ def bench_size(name: str, batch: int, threads: int, blocks: int, steps: int) -> 
     # The float32 rounding of the loss itself: the plain layers in float64 on the same weights.
     exact = float64_loss(variants[0])
     rel64 = {k: abs(v - exact) / abs(exact) for k, v in losses.items()}
-    flops = {"plain": flops_per_image(variants[0], batch), "fast": flops_per_image(variants[1], batch)}
+    flops = {
+        "plain": flops_per_image(variants[0], batch),
+        "fast": flops_per_image(variants[1], batch),
+    }
     for v in variants:
         v.step()  # untimed warm-up
     for _ in range(blocks):

@@ -47,8 +47,18 @@ class MLP(nn.Module):
         """
         first, *rest = self.hidden
         x = _with_context(x_in, context) if self.context_dim else x_in
-        x = F.relu(F.linear(x, first.weight.index_select(1, _with_context_index(
-            in_index, first.in_features - self.context_dim, self.context_dim)), first.bias))
+        x = F.relu(
+            F.linear(
+                x,
+                first.weight.index_select(
+                    1,
+                    _with_context_index(
+                        in_index, first.in_features - self.context_dim, self.context_dim
+                    ),
+                ),
+                first.bias,
+            )
+        )
         for layer in rest:
             x = F.relu(layer(x))
         return F.linear(

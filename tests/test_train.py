@@ -544,4 +544,6 @@ def test_cpu_compiled_training_matches_eager(tmp_path: Path, moons_split: Path) 
     a, b = _final_params(tmp_path / "False"), _final_params(tmp_path / "True")
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-3, atol=1e-4, msg=k)
-    assert results[True]["final_train_nll"] == pytest.approx(results[False]["final_train_nll"], rel=1e-4)
+    assert results[True]["final_train_nll"] == pytest.approx(
+        results[False]["final_train_nll"], rel=1e-4
+    )

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from scnf.report.claims import CLAIM_VERDICTS, read_claims_tag
 from scnf.report.tables import VERDICT_TAG, banner
 from scnf.report.verdict import VERDICTS
 
@@ -42,7 +43,7 @@ def count_verdicts(markdown: str) -> tuple[dict[str, int], bool]:
 
 
 # What each table (and Fig. 2) stands for in the paper: named first when no run backs it.
-CLAIMS = {
+WHAT_IT_SHOWS = {
     "table1": "SCNF on two 2-D toy problems with 10 labels",
     "table2": "SCNF on MNIST with 100 labels against Kingma et al.'s M1+M2: the paper's main claim",
     "table3": "the effect of the size of z_f on MNIST",
@@ -51,7 +52,10 @@ CLAIMS = {
 
 
 def _at_a_glance(
-    per_table: dict[str, dict[str, Any]], figures: dict[str, Path], follows: bool
+    per_table: dict[str, dict[str, Any]],
+    figures: dict[str, Path],
+    follows: bool,
+    claims: dict[str, str] | None = None,
 ) -> list[str]:
     """The report's first lines: what has no evidence yet, what was measured (better counted
     apart from reproduced), and the caveats the tables carry. All read from the tables' tags."""
@@ -65,10 +69,12 @@ def _at_a_glance(
             if len(missing) == rows
             else (f"{len(missing)} of {rows} rows: " + "; ".join(missing))
         )
-        untested.append(f"  - {tid} ({CLAIMS.get(tid, tid)}): {which}")
+        untested.append(f"  - {tid} ({WHAT_IT_SHOWS.get(tid, tid)}): {which}")
     table3_untested = "table3" in per_table and per_table["table3"].get("not_run")
     if table3_untested and not any(c.startswith("Fig. 2") for c in figures):
-        untested.append(f"  - Fig. 2 ({CLAIMS['fig2']}): not made (it needs the table3 runs)")
+        untested.append(
+            f"  - Fig. 2 ({WHAT_IT_SHOWS['fig2']}): not made (it needs the table3 runs)"
+        )
     lines = ["## At a glance", ""]
     if untested:
         lines += ["- **No evidence yet** (no run behind these rows; they count as *not run*, "
@@ -90,6 +96,13 @@ def _at_a_glance(
             "reproduction of it, so it is counted apart from *reproduced*."
             if follows
             else "  A reduced protocol: none of these cells is a reproduction of the paper."
+        )
+    if claims:
+        counts = {v: sum(1 for x in claims.values() if x == v) for v in CLAIM_VERDICTS}
+        lines.append(
+            "- **The paper's claims** (section Claims, tested on these runs): "
+            + ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+            + f" (of {len(claims)})."
         )
     caveats = [c for tag in per_table.values() for c in tag.get("caveats", [])]
     if caveats:
@@ -164,6 +177,7 @@ def write_report(
     curves: dict[str, Path] | None = None,
     families: list[str] | None = None,
     baselines_left_out: list[str] | None = None,
+    claims: Path | None = None,
 ) -> None:
     """Write REPORT.md.
 
@@ -185,6 +199,8 @@ def write_report(
             out is named in the report with the reason its rows are "not run".
         baselines_left_out: baseline models (``m2``, ``m1m2``) the config's ``baseline.models``
             left out although it trains the ``baseline`` family; named the same way.
+        claims: the Claims section written by ``scnf.report.claims.write_claims``, inlined
+            after the summary.
     """
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +210,7 @@ def write_report(
     tags = {tid: read_tag(text) for tid, text in table_text.items()}
     total = {v: sum(c.get(v, 0) for c, _ in per_table.values()) for v in VERDICTS}
     follows = bool(protocol and protocol.get("follows_paper", False))
+    claims_text = Path(claims).read_text(encoding="utf-8").strip() if claims else ""
     description = (protocol or {}).get("description", "not declared")
 
     lines = [
@@ -203,7 +220,7 @@ def write_report(
         "Replication of Atanov et al., *Semi-Conditional Normalizing Flows for Semi-Supervised "
         "Learning* (INNF workshop, ICML 2019; arXiv:1905.00505).",
         "",
-        *_at_a_glance(tags, figures, follows),
+        *_at_a_glance(tags, figures, follows, read_claims_tag(claims_text)),
         "## How this report was produced",
         "",
         f"- config: `{config_name}`",
@@ -241,6 +258,9 @@ def write_report(
     ]
     if left_out:
         lines += ["## Not run", "", *left_out, ""]
+
+    if claims_text:
+        lines += [claims_text, ""]
 
     lines += ["## Tables", ""]
     for tid, text in table_text.items():

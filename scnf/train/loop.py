@@ -171,6 +171,7 @@ def train(
     def clocks() -> dict[str, float]:
         """Cumulative wall and CPU seconds of training (across resumes), for the log."""
         return {"wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start}
+
     while step < total_steps:
         if use_compile and step >= 1 and step_fn is objective:
             # After the eager step that initialised ActNorm (a data-dependent branch).

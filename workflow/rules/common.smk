@@ -26,6 +26,7 @@ localrules:
     table,
     curves,
     fig2,
+    claims,
     report,
 
 

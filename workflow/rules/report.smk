@@ -109,9 +109,31 @@ rule fig2:
         "../scripts/fig2.py"
 
 
+rule claims:
+    input:
+        runs=res("runs.csv"),
+        # Fig. 2's arrays (one per z_f, first seed): the reconstruction claim's samples.
+        recon=fig2_inputs,
+    output:
+        res("claims.md"),
+    log:
+        os.path.join(LOGS, "claims.log"),
+    params:
+        protocol=config["protocol"],
+        config_name=config["name"],
+    threads: rule_resource("table", "threads")
+    resources:
+        **job_resources("table"),
+    conda:
+        "../envs/scnf.yaml"
+    script:
+        "../scripts/claims.py"
+
+
 rule report:
     input:
         tables=expand(res("tables/{table}.md"), table=grid.TABLE_IDS),
+        claims=res("claims.md"),
         curves=expand(res("figures/curves/{table}.png"), table=grid.TABLE_IDS),
         fig2=fig2_outputs,
         toy_plots=toy_plot_inputs,

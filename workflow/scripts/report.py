@@ -72,6 +72,7 @@ def build_report(smk: Any) -> None:
         curves=curves,
         families=list(smk.params.families),
         baselines_left_out=list(smk.params.baselines_left_out),
+        claims=Path(smk.input.claims),
     )
 
 
