@@ -206,3 +206,26 @@ def test_section_in_report_and_readme_table(tmp_path: Path) -> None:
     assert "| `cpu` | `missing` |" in table[0]
     row = next(line for line in table if line.startswith("| SCNF-GLOW (SGD) has lower"))
     assert row.endswith("| contradicted | contradicted |")
+
+
+def test_readme_claims_table_is_the_generated_one() -> None:
+    """The README's claims table is generated from the committed reports, never typed: rerun
+    `python -m scnf.report.claims --readme README.md` after a report changes."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "README.md").read_text(encoding="utf-8")
+    block = "\n".join(cl.readme_block(root))
+    assert block in text, (
+        "README's claims table is stale: python -m scnf.report.claims --readme README.md"
+    )
+
+
+def test_update_readme_rewrites_only_the_block(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{cl.README_START}\nold\n{cl.README_END}\nrest\n")
+    assert cl.update_readme(readme, root=tmp_path)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\nrest\n") and "old" not in text
+    assert not cl.update_readme(readme, root=tmp_path)
+    (tmp_path / "plain.md").write_text("no markers\n")
+    with pytest.raises(ValueError, match="markers"):
+        cl.update_readme(tmp_path / "plain.md")
