@@ -4,6 +4,9 @@
 # one definition and differ only in which datasets they match and in their resources.
 
 import json
+import shlex
+
+RUN_CONFIG_SCRIPT = os.path.join(workflow.basedir, "workflow", "scripts", "run_config.py")
 
 
 rule run_config:
@@ -18,17 +21,18 @@ rule run_config:
         # when one changes; training reruns when the run's recorded protocol differs, see
         # run_records.py).
         settings=lambda wildcards: json.dumps(run_settings(wildcards)),
-        # A shell command, not a `script:` rule: a script newer than RUN.yaml (as after any git
-        # checkout) would replan every run_config job of a committed config.
-        script=workflow.source_path("../scripts/run_config.py"),
     threads: rule_resource("run_config", "threads")
     resources:
         **job_resources("run_config"),
     conda:
         "../envs/scnf.yaml"
+    # A shell command, not a `script:` rule: a script newer than RUN.yaml (as after any git
+    # checkout) would replan every run_config job of a committed config. The script's path is
+    # part of the command, not a params value: workflow.source_path() names a per-invocation
+    # cache copy, which as a param would make every run_config job look changed on every call.
     shell:
-        "python {params.script} --settings {params.settings:q} --split {input.split}"
-        " --out {output} > {log} 2>&1"
+        "python " + shlex.quote(RUN_CONFIG_SCRIPT) + " --settings {params.settings:q}"
+        " --split {input.split} --out {output} > {log} 2>&1"
 
 
 rule train_toy:
