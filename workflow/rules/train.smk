@@ -31,7 +31,7 @@ rule run_config:
     # part of the command, not a params value: workflow.source_path() names a per-invocation
     # cache copy, which as a param would make every run_config job look changed on every call.
     shell:
-        "python " + shlex.quote(RUN_CONFIG_SCRIPT) + " --settings {params.settings:q}"
+        f"python {shlex.quote(RUN_CONFIG_SCRIPT)} --settings {{params.settings:q}}"
         " --split {input.split} --out {output} > {log} 2>&1"
 
 
