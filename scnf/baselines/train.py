@@ -254,6 +254,39 @@ def _fit(
     return log, time.perf_counter() - start
 
 
+def _train(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step_fn: StepFn,
+    generator: torch.Generator | None,
+    total_steps: int,
+    steps_per_epoch: int,
+    t: Any,
+    out_dir: Path,
+    desc: str,
+    stop_after_step: int | None,
+    fast: FastOptions | None,
+    monitor: Callable[[], dict[str, float]] | None = None,
+) -> tuple[torch.nn.Module, int, list[dict[str, Any]], float, dict[str, Any] | None]:
+    """Train by the checkpointed loop (``_fit``) or, with ``fast``, the graphed GPU loop.
+
+    Returns the model (on the CPU after a fast run), the steps it took (a fast run may stop
+    early to keep its budget), the epoch log, the wall time and the fast run's record.
+    """
+    if fast is None:
+        assert generator is not None, "the checkpointed loop draws from a CPU generator"
+        log, wall = _fit(
+            model, optimizer, step_fn, generator, total_steps, steps_per_epoch,
+            t.checkpoint_every, out_dir, t.progress, desc, stop_after_step, monitor,
+        )  # fmt: skip
+        return model, total_steps, log, wall, None
+    _no_checkpoint(out_dir)
+    log, wall, run = fit_fast(
+        model, optimizer, step_fn, total_steps, steps_per_epoch, out_dir, fast, monitor
+    )
+    return model.cpu(), run["steps"], log, wall, run
+
+
 def _adam(model: torch.nn.Module, t: Any, fast: FastOptions | None = None) -> torch.optim.Adam:
     extra = {"capturable": True} if fast is not None and fast.graphed() else {}
     return torch.optim.Adam(
@@ -360,25 +393,10 @@ def train_m1(
         elbo = model.elbo(xb, eps).mean()
         return -elbo, {"elbo": elbo.detach()}
 
-    run = None
-    if fast is None:
-        log, wall = _fit(
-            model,
-            optimizer,
-            step,
-            g,
-            total,
-            steps_per_epoch,
-            t.checkpoint_every,
-            out_dir,
-            t.progress,
-            cfg.name or "baseline-m1",
-            stop_after_step,
-        )
-    else:
-        _no_checkpoint(out_dir)
-        log, wall, run = fit_fast(model, optimizer, step, total, steps_per_epoch, out_dir, fast)
-        model, total = model.cpu(), run["steps"]
+    model, total, log, wall, run = _train(
+        model, optimizer, step, g, total, steps_per_epoch, t, out_dir,
+        cfg.name or "baseline-m1", stop_after_step, fast,
+    )  # fmt: skip
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     model.eval()
     protocol = {
@@ -516,28 +534,10 @@ def train_m2(
         }
         return terms.loss, stats
 
-    run = None
-    if fast is None:
-        log, wall = _fit(
-            model,
-            optimizer,
-            step,
-            g,
-            total,
-            steps_per_epoch,
-            t.checkpoint_every,
-            out_dir,
-            t.progress,
-            cfg.name or f"baseline-{cfg.model}",
-            stop_after_step,
-            monitor,
-        )
-    else:
-        _no_checkpoint(out_dir)
-        log, wall, run = fit_fast(
-            model, optimizer, step, total, steps_per_epoch, out_dir, fast, monitor
-        )
-        model, total = model.cpu(), run["steps"]
+    model, total, log, wall, run = _train(
+        model, optimizer, step, g, total, steps_per_epoch, t, out_dir,
+        cfg.name or f"baseline-{cfg.model}", stop_after_step, fast, monitor,
+    )  # fmt: skip
     atomic_save(model.state_dict(), out_dir / FINAL_MODEL)
     model.eval()
     if stacked:
