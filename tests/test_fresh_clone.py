@@ -10,6 +10,7 @@ the paper config there. Nothing is trained.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -113,5 +114,46 @@ def test_fresh_clone_retrains_the_rows_whose_protocol_changed(clone: Path) -> No
     assert planned["baseline_m2"] == _committed_runs(clone, "baseline_m2")
     assert not planned["baseline_m1"] and not planned["baseline_m1m2"]
     # The reason names the changed key, in a note below .snakemake/ (not in results/).
-    note = clone / ".snakemake/scnf/protocol-changed/paper/moons/glow-gmm/seed0.txt"
+    note = clone / ".snakemake/scnf/protocol/paper/moons/glow-gmm/seed0.txt"
     assert f"train.clf_weight: {gmm['clf_weight']} -> {gmm['clf_weight'] + 1.0}" in note.read_text()
+
+
+def _planned_rules(dry_run: str) -> dict[str, int]:
+    """Rule -> number of jobs a verbose dry run plans."""
+    counts: dict[str, int] = {}
+    for line in dry_run.splitlines():
+        match = _RULE.match(line)
+        if match:
+            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+    return counts
+
+
+def test_a_retrained_run_is_planned_no_more_and_its_evaluation_is_redone(clone: Path) -> None:
+    """A changed run, once retrained, is not planned again at the next call (its first jobs'
+    inputs are the same whatever its state, so Snakemake's input trigger stays quiet), and its
+    outdated evaluation is (one quick toy run; seconds of training; runs last in this module,
+    it trains in the clone)."""
+    quick = yaml.safe_load((clone / "config" / "quick.yaml").read_text())
+    steps = quick["toy"]["train"]["max_steps"] - 100
+    overlay = clone.parent / "quick-shorter.yaml"
+    overlay.write_text(yaml.safe_dump({"toy": {"train": {**quick["toy"]["train"],
+                                                         "max_steps": steps}}}))  # fmt: skip
+    args = ("--configfile", "config/quick.yaml", str(overlay))
+    run = "results/quick/runs/moons/glow-gmm/seed0"
+    assert _planned_rules(_dry_run(clone, *args, "--", f"{run}/metrics.json")) == {
+        "run_config": 1, "train_toy": 1, "evaluate_toy": 1,
+    }  # fmt: skip
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
+    trained = subprocess.run([*cmd, "--", f"{run}/train_metrics.json"], cwd=clone,
+                             capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert trained.returncode == 0, (trained.stdout + trained.stderr)[-5000:]
+    # Retrained, not yet evaluated: the next call evaluates it, and trains nothing.
+    assert _planned_rules(_dry_run(clone, *args, "--", f"{run}/metrics.json")) == {
+        "evaluate_toy": 1
+    }
+    done = subprocess.run([*cmd, "--", f"{run}/metrics.json"], cwd=clone,
+                          capture_output=True, text=True, timeout=1800)  # fmt: skip
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    recorded = json.loads((clone / run / "metrics.json").read_text())["provenance"]["config"]
+    assert recorded["train"]["max_steps"] == steps
+    assert _planned_rules(_dry_run(clone, *args, "--", f"{run}/metrics.json")) == {}

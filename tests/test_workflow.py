@@ -565,8 +565,14 @@ def test_run_state_reads_the_training_and_evaluation_records(tmp_path: Path) -> 
     (base / "train_metrics.json").write_text(json.dumps({"steps": 10}))
     state = records.run_state(base, settings)
     assert state.current and state.evaluated
-    records.write_change_note(tmp_path / "note.txt", run, changed.changes)
-    assert "train.lr: 0.001 -> 0.002" in (tmp_path / "note.txt").read_text()
+    note = tmp_path / "note.txt"
+    assert records.write_protocol_note(note, run, changed)
+    assert "train.lr: 0.001 -> 0.002" in note.read_text()
+    assert records.write_protocol_note(note, run, changed)  # a changed run's: every call
+    current = records.run_state(run, settings)
+    assert records.write_protocol_note(note, run, current)  # text differs: rewritten
+    assert "differs" not in note.read_text()
+    assert not records.write_protocol_note(note, run, current)  # same text: left as it is
 
 
 @pytest.mark.parametrize("name", ["paper", "quick"])

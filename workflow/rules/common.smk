@@ -75,9 +75,10 @@ def run_settings(wildcards):
 # code) is absent. A run whose training record (train_metrics.json; a baseline's metrics.json)
 # holds the protocol the config gives now is "current": the inputs of its training are ancient(),
 # and so are its model's for the jobs that read it when its evaluation record is current too, so
-# it is not retrained or re-evaluated for a file time. A run that recorded another protocol is
-# "changed": its first job gets an input written now (a note naming the changed keys), so
-# Snakemake plans it and everything after it.
+# it is not retrained or re-evaluated for a file time. Every run's first jobs take its protocol
+# note as an input (the same set of inputs whatever the state, so Snakemake's input trigger stays
+# quiet); a run that recorded another protocol is "changed": its note is rewritten now and names
+# the changed keys, so Snakemake plans it and everything after it; otherwise the note is pinned.
 # A pin is dropped where --forcerun / -R names the rule that makes the pinned file or one before
 # it (or names a file of the runs or splits): the forced jobs' products are then redone, as
 # without pins.
@@ -101,22 +102,21 @@ def _forced_before(maker):
     return run_files or bool(forced & _MADE_AFTER[maker])
 
 
-def change_note(run_key):
-    """The note that a changed run's first job takes as input (below .snakemake/, not results)."""
-    return os.path.join(".snakemake", "scnf", "protocol-changed", config["name"], f"{run_key}.txt")
+def protocol_note(run_key):
+    """The protocol note of a run, an input of its first jobs (below .snakemake/, not results)."""
+    return os.path.join(".snakemake", "scnf", "protocol", config["name"], f"{run_key}.txt")
 
 
 _STATES = {}
 
 
 def _state(run_key, expected):
-    """run_records.run_state of ``runs/<run_key>`` (read once per invocation); writes the change
-    note of a changed run."""
+    """run_records.run_state of ``runs/<run_key>`` (read once per invocation); writes the run's
+    protocol note."""
     if run_key not in _STATES:
         run_dir = res(f"runs/{run_key}")
         state = run_records.run_state(run_dir, expected)
-        if state.changed:
-            run_records.write_change_note(change_note(run_key), run_dir, state.changes)
+        run_records.write_protocol_note(protocol_note(run_key), run_dir, state)
         _STATES[run_key] = state
     return _STATES[run_key]
 
@@ -141,27 +141,30 @@ def pin(path, maker, current=True):
 
 
 def run_config_inputs(wildcards):
-    """The split (a function of its name: always pinned) and, for a changed run, its note."""
+    """The split (a function of its name: always pinned) and the run's protocol note."""
     inputs = {"split": pin(SPLIT, "splits")}
-    return {**inputs, **_change_input(wildcards)}
+    return {**inputs, **_note_input(wildcards)}
 
 
 def train_inputs(wildcards):
-    """RUN.yaml and the split of a training job, pinned when the run is current; for a changed
-    run its note (which also reruns training where RUN.yaml is missing)."""
+    """RUN.yaml and the split of a training job, pinned when the run is current, and the run's
+    protocol note (which reruns a changed run's training even where RUN.yaml is missing)."""
     current = scnf_state(wildcards).current
     return {
         "config": pin(os.path.join(RUN_DIR, "RUN.yaml"), "run_config", current),
         "split": pin(SPLIT, "splits"),
-        **_change_input(wildcards),
+        **_note_input(wildcards),
     }
 
 
-def _change_input(wildcards):
-    """``{"protocol_changed": note}`` for a changed SCNF run, else nothing."""
-    if not scnf_state(wildcards).changed:
-        return {}
-    return {"protocol_changed": change_note(_run_key(wildcards))}
+def _note(run_key, state):
+    """The run's protocol note as an input: new for a changed run, pinned for any other."""
+    return {"protocol": protocol_note(run_key) if state.changed else ancient(protocol_note(run_key))}
+
+
+def _note_input(wildcards):
+    """``{"protocol": note}`` of an SCNF run (see ``_note``)."""
+    return _note(_run_key(wildcards), scnf_state(wildcards))
 
 
 def trained_inputs(wildcards):
@@ -279,7 +282,7 @@ def baseline_state(model, seed=None):
 
 def baseline_inputs(model):
     """Input function of a baseline rule: the split (M2, M1+M2), M1's model (M1+M2; pinned when
-    both runs are current) and, for a changed run, its change note."""
+    both runs are current) and the run's protocol note."""
 
     def inputs(wildcards):
         seed = getattr(wildcards, "seed", None)
@@ -290,10 +293,7 @@ def baseline_inputs(model):
         if model == "m1m2":
             current = state.current and baseline_state("m1").current
             out["m1"] = pin(os.path.join(BASELINE_DIR, "m1", "model.pt"), "baseline_m1", current)
-        if state.changed:
-            out["protocol_changed"] = change_note(
-                "baseline/m1" if model == "m1" else f"baseline/{model}/seed{seed}"
-            )
-        return out
+        key = "baseline/m1" if model == "m1" else f"baseline/{model}/seed{seed}"
+        return {**out, **_note(key, state)}
 
     return inputs

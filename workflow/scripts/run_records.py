@@ -13,8 +13,8 @@ baselines' one job), so the workflow asks those records instead:
   only, see ``protocol_changes``). The training's inputs are then declared ``ancient()``
   (common.smk), and so are the trained model's for the jobs that read it when the evaluation
   record is current too and not older than the training: file times cannot make it look stale.
-* ``changed``: the record holds other settings: the run is planned again (its first job gets
-  an input written now, named after the run, that lists the changed keys).
+* ``changed``: the record holds other settings: the run is planned again (its first job's
+  protocol note, an input of every run, is rewritten now and lists the changed keys).
 * ``absent``: no readable record (never run, or not finished): file times decide, as usual.
 
 Pure functions of JSON files; no Snakemake and no ``scnf`` import (DAG-build time).
@@ -143,11 +143,27 @@ def run_state(run_dir: str | Path, expected: dict[str, Any]) -> RunState:
     return RunState("current", evaluated=evaluated)
 
 
-def write_change_note(path: str | Path, run_dir: str | Path, changes: tuple[str, ...]) -> None:
-    """Write (now) the note that makes Snakemake see a changed run's first job as outdated."""
+def write_protocol_note(path: str | Path, run_dir: str | Path, state: RunState) -> bool:
+    """Write the run's protocol note, an input of its first job (common.smk); True if written.
+
+    Every run has one, so that the set of a job's inputs never changes with the run's state
+    (Snakemake's ``input`` trigger would otherwise plan a retrained run again at the next call,
+    and then miss its outdated evaluation). A changed run's note names the changed keys and is
+    rewritten at every call, so it is newer than the run's products and Snakemake plans the run;
+    any other run's note is pinned (``ancient``) by the workflow and written only when its text
+    differs.
+    """
     path = Path(path)
+    if state.changed:
+        text = f"{run_dir}: recorded protocol differs from the config\n" + "".join(
+            f"  {c}\n" for c in state.changes
+        )
+    elif state.current:
+        text = f"{run_dir}: the recorded protocol is the config's\n"
+    else:
+        text = f"{run_dir}: no training record (file times decide)\n"
+    if not state.changed and path.is_file() and path.read_text(encoding="utf-8") == text:
+        return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = f"{run_dir}: recorded protocol differs from the config\n" + "".join(
-        f"  {c}\n" for c in changes
-    )
     path.write_text(text, encoding="utf-8")
+    return True
