@@ -144,14 +144,16 @@ def test_a_retrained_run_is_planned_no_more_and_its_evaluation_is_redone(clone: 
         "run_config": 1, "train_toy": 1, "evaluate_toy": 1,
     }  # fmt: skip
     cmd = [sys.executable, "-m", "snakemake", "--cores", "1", *args]
-    trained = subprocess.run([*cmd, "--", f"{run}/train_metrics.json"], cwd=clone,
+    # The jobs' shell commands call `python`: this interpreter's.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    trained = subprocess.run([*cmd, "--", f"{run}/train_metrics.json"], cwd=clone, env=env,
                              capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert trained.returncode == 0, (trained.stdout + trained.stderr)[-5000:]
     # Retrained, not yet evaluated: the next call evaluates it, and trains nothing.
     assert _planned_rules(_dry_run(clone, *args, "--", f"{run}/metrics.json")) == {
         "evaluate_toy": 1
     }
-    done = subprocess.run([*cmd, "--", f"{run}/metrics.json"], cwd=clone,
+    done = subprocess.run([*cmd, "--", f"{run}/metrics.json"], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=1800)  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
     recorded = json.loads((clone / run / "metrics.json").read_text())["provenance"]["config"]
