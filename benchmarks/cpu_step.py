@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
                   f", fast {r['gflop_per_image']['fast']:.3f}")  # fmt: skip
             for vn, v in r["variants"].items():
                 print(
-                    f"  {vn:14s} {v['images_per_cpu_s']:7.1f} img/CPU-s {v['images_per_wall_s']:7.1f}"
+                    f"  {vn:14s} {v['images_per_cpu_s']:7.1f} img/CPU-s "
+                    f"{v['images_per_wall_s']:7.1f}"
                     f" img/wall-s  x{v['speedup_vs_eager_plain']:.2f}  "
                     f"{v['useful_gflop_per_cpu_s']:5.1f} GFLOP/CPU-s "
                     f"({100 * v['share_of_core_peak']:.0f} % of a core's peak)  "
@@ -212,8 +213,12 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     if args.out:
-        meta = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
-                "load_avg_at_end": os.getloadavg(), "peak_gflops_per_core": PEAK_GFLOPS_PER_CORE}  # fmt: skip
+        meta = {
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "load_avg_at_end": os.getloadavg(),
+            "peak_gflops_per_core": PEAK_GFLOPS_PER_CORE,
+        }
         write_json(args.out, {"results": results, **meta, "provenance": collect(vars(args))})
 
 

@@ -10,6 +10,8 @@ cumulative CPU seconds of the run.
 
     python benchmarks/mnist_recipe_runs.py run --candidates g4-lab33 g4-lab50 --workers 2
     python benchmarks/mnist_recipe_runs.py table          # the Markdown table of the README
+    python benchmarks/mnist_recipe_runs.py protocol --candidate dag-6000 \
+        results/cpu/runs/mnist/glow-sgd-zf196/seed*        # a DAG run's monitors, as a row
 
 Every finished (or interrupted) run's curve is merged into ``results/cpu-recipe/runs.json``
 (key ``candidate/seedN``); the run folders go to ``--work`` (git-ignored) and resume from their
@@ -118,14 +120,7 @@ def run_job(cand: str, seed: int, work: Path, data_dir: str) -> dict[str, Any]:
              str(out / "RUN.yaml"), "--out", str(out), "--no-final-eval"],
             cwd=REPO, stdout=log_fh, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    log_path = out / "train_log.jsonl"
-    log = [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
-    curve = [
-        {k: r.get(k) for k in ("step", "epoch", "cpu_s", "wall_s", "mon_heldout_error",
-                               "mon_labelled_error", "mon_heldout_bpd", "train_nll")}
-        for r in log
-        if "mon_heldout_error" in r
-    ]  # fmt: skip
+    curve = curve_of(out / "train_log.jsonl")
     return {
         "key": key,
         "candidate": cand,
@@ -136,6 +131,48 @@ def run_job(cand: str, seed: int, work: Path, data_dir: str) -> dict[str, Any]:
         "returncode": proc.returncode,
         "finished": (out / "train_metrics.json").exists(),
         "curve": curve,
+    }
+
+
+def curve_of(log_path: Path) -> list[dict[str, Any]]:
+    """The monitor points of a run's ``train_log.jsonl`` (never a test-set figure)."""
+    log = [json.loads(x) for x in log_path.read_text().splitlines()] if log_path.exists() else []
+    return [
+        {k: r.get(k) for k in ("step", "epoch", "cpu_s", "wall_s", "mon_heldout_error",
+                               "mon_labelled_error", "mon_heldout_bpd", "train_nll")}
+        for r in log
+        if "mon_heldout_error" in r
+    ]  # fmt: skip
+
+
+def _in_repo(run_dir: Path) -> str:
+    """``results/...`` part of a run folder's path (the same in any checkout or worktree)."""
+    parts = run_dir.resolve().parts
+    if "results" not in parts:
+        return str(run_dir)
+    start = len(parts) - 1 - parts[::-1].index("results")
+    return "/".join(parts[start:])
+
+
+def protocol_run(cand: str, run_dir: Path) -> dict[str, Any]:
+    """A run trained by the DAG (its ``RUN.yaml`` and monitors), as a row of the search.
+
+    Only the training-time monitors are read: the run's ``metrics.json`` (the test set) is not.
+    """
+    cfg = yaml.safe_load((run_dir / "RUN.yaml").read_text())
+    done = run_dir / "train_metrics.json"
+    trained_at = json.loads(done.read_text())["provenance"]["commit"] if done.exists() else None
+    return {
+        "key": f"{cand}/seed{cfg['seed']}",
+        "candidate": cand,
+        "seed": cfg["seed"],
+        "preset": cfg["preset"],
+        "model": cfg.get("model", {}),
+        "train": cfg["train"],
+        "source": _in_repo(run_dir),
+        "trained_at": trained_at,
+        "finished": done.exists(),
+        "curve": curve_of(run_dir / "train_log.jsonl"),
     }
 
 
@@ -175,7 +212,10 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--work", type=Path, default=REPO / "runs/cpu-recipe")
     r.add_argument("--data-dir", default=os.environ.get("SCNF_DATA_DIR", "../shared/data"))
     t = sub.add_parser("table", help="print the search as a Markdown table")
-    for q in (r, t):
+    d = sub.add_parser("protocol", help="add DAG runs' monitor curves as rows of --candidate")
+    d.add_argument("--candidate", required=True, help="row name, e.g. dag-8000")
+    d.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding RUN.yaml")
+    for q in (r, t, d):
         q.add_argument("--out", type=Path, default=REPO / "results/cpu-recipe/runs.json")
     sub.add_parser("list", help="print the candidates")
     args = p.parse_args(argv)
@@ -185,6 +225,19 @@ def main(argv: list[str] | None = None) -> None:
     store = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}, "phases": []}
     if args.cmd == "table":
         print(table(store))
+        return
+    if args.cmd == "protocol":
+        missing = [str(d) for d in args.run_dirs if not (d / "RUN.yaml").is_file()]
+        if missing:
+            p.error(f"no RUN.yaml in {missing}")
+        for run_dir in args.run_dirs:
+            res = protocol_run(args.candidate, run_dir)
+            store["runs"][res["key"]] = res
+            print(res["key"], "from", run_dir, "points", len(res["curve"]), flush=True)
+        store["phases"].append(
+            {"imported": [str(d) for d in args.run_dirs], "provenance": collect({}, 0.0)}
+        )
+        write_json(args.out, store)
         return
     unknown = sorted(set(args.candidates) - set(CANDIDATES))
     if unknown:
