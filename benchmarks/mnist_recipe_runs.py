@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             store["runs"][res["key"]] = res
             print(res["key"], "from", run_dir, "points", len(res["curve"]), flush=True)
         store["phases"].append(
-            {"imported": [str(d) for d in args.run_dirs], "provenance": collect({}, 0.0)}
+            {"imported": [_in_repo(d) for d in args.run_dirs], "provenance": collect({}, 0.0)}
         )
         write_json(args.out, store)
         return
