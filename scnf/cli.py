@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,16 @@ def _env_data_dir(cfg: Any, config_path: Path) -> None:
         cfg.data.dir = env
 
 
+def _load_config(loader: Callable[[Path], Any], args: argparse.Namespace) -> Any:
+    """A training command's config: ``loader(args.config)`` with the data folder from
+    ``$SCNF_DATA_DIR`` (when the file does not set it) and ``--no-progress`` applied."""
+    cfg = loader(args.config)
+    _env_data_dir(cfg, args.config)
+    if args.no_progress:
+        cfg.train.progress = False
+    return cfg
+
+
 def _splits(args: argparse.Namespace) -> None:
     from scnf.data import (
         MNIST_PER_CLASS,
@@ -81,10 +92,7 @@ def _train(args: argparse.Namespace) -> None:
     from scnf.train.config import load_run_config
     from scnf.train.loop import train
 
-    cfg = load_run_config(args.config)
-    _env_data_dir(cfg, args.config)
-    if args.no_progress:
-        cfg.train.progress = False
+    cfg = _load_config(load_run_config, args)
     result = train(cfg, args.out, device=args.device, final_eval=not args.no_final_eval)
     if args.no_final_eval:
         print(f"done: {result['steps']} steps, {result['train_wall_s']:.1f} s")
@@ -149,10 +157,7 @@ def _baseline_m1(args: argparse.Namespace) -> None:
     from scnf.baselines.config import load_m1_config
     from scnf.baselines.train import train_m1
 
-    cfg = load_m1_config(args.config)
-    _env_data_dir(cfg, args.config)
-    if args.no_progress:
-        cfg.train.progress = False
+    cfg = _load_config(load_m1_config, args)
     result = train_m1(cfg, args.out)
     print(f"done: test ELBO {result['test_elbo']:.2f} nats, {result['train_wall_s']:.1f} s")
 
@@ -161,10 +166,7 @@ def _baseline_m2(args: argparse.Namespace) -> None:
     from scnf.baselines.config import load_m2_config
     from scnf.baselines.train import train_m2
 
-    cfg = load_m2_config(args.config)
-    _env_data_dir(cfg, args.config)
-    if args.no_progress:
-        cfg.train.progress = False
+    cfg = _load_config(load_m2_config, args)
     result = train_m2(cfg, args.out)
     print(
         f"done: {cfg.model} test error {result['test_error']:.2f}%, train error "

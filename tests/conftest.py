@@ -33,6 +33,32 @@ def real_dir() -> Path:
     pytest.skip("no offline MNIST copy found ($SCNF_DATA_DIR or ../shared/data)")
 
 
+@pytest.fixture(scope="module")
+def moons_split(tmp_path_factory) -> Path:
+    """A moons label split with 5 labelled points per class (split seed 0)."""
+    from scnf.data import make_label_split, make_toy, save_split
+
+    path = tmp_path_factory.mktemp("split") / "moons-seed0.json"
+    _, y = make_toy("moons", "train")
+    save_split(path, make_label_split(y, 5, 0), y, 0, "moons")
+    return path
+
+
+def tiny_toy_run(split: Path, **train) -> dict:
+    """The tiny toy run config of the training tests: 16 steps per epoch, checkpoints every 4;
+    ``train`` overrides its train section."""
+    return {
+        "dataset": "moons",
+        "preset": "toy-glow-glow",
+        "split": str(split),
+        "seed": 3,
+        "model": dict(TINY_TOY),
+        "train": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 64,
+                  "epochs": 2, "checkpoint_every": 4, "monitor_every": 1, "monitor_size": 300,
+                  "progress": False, "device": "cpu", **train},
+    }  # fmt: skip
+
+
 def perturb_(module: torch.nn.Module, scale: float = 0.05) -> torch.nn.Module:
     """Move every parameter off its (often zero / identity) initialisation."""
     with torch.no_grad():

@@ -11,14 +11,14 @@ import pytest
 import torch
 import yaml
 
-from scnf.data import make_label_split, make_toy, save_split
+from scnf.data import make_label_split, save_split
 from scnf.data.mnist import MNISTDataError
 from scnf.train import loop as loop_mod
 from scnf.train import run_config_from_dict
 from scnf.train.checkpoint import config_changes
 from scnf.train.config import protocol_view
 from scnf.train.loop import train
-from tests.conftest import TINY_MNIST, TINY_TOY
+from tests.conftest import TINY_MNIST, tiny_toy_run
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -29,28 +29,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def moons_split(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("split") / "moons-seed0.json"
-    _, y = make_toy("moons", "train")
-    save_split(path, make_label_split(y, 5, 0), y, 0, "moons")
-    return path
-
-
-def _cfg(split: Path, **train) -> dict:
-    """The tiny toy run of tests/test_train.py: 16 steps per epoch, checkpoints every 4."""
-    return {
-        "dataset": "moons",
-        "preset": "toy-glow-glow",
-        "split": str(split),
-        "seed": 3,
-        "model": dict(TINY_TOY),
-        "train": {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0, "batch_size": 64,
-                  "epochs": 2, "checkpoint_every": 4, "monitor_every": 1, "monitor_size": 300,
-                  "progress": False, "device": "cpu", **train},
-    }  # fmt: skip
 
 
 def _with(raw: dict, change: dict) -> dict:
@@ -72,7 +50,7 @@ def _snapshot(run: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, moons_split: Path) -> Path:
     out = tmp_path_factory.mktemp("full")
-    train(run_config_from_dict(_cfg(moons_split, epochs=3)), out)
+    train(run_config_from_dict(tiny_toy_run(moons_split, epochs=3)), out)
     return out
 
 
@@ -96,7 +74,7 @@ def test_a_change_outside_the_protocol_resumes_the_run(
 ) -> None:
     # device: auto stays on the CPU here, so the weights can be compared bit for bit.
     monkeypatch.setattr(loop_mod, "resolve_device", lambda requested: torch.device("cpu"))
-    raw = _cfg(moons_split, epochs=3)
+    raw = tiny_toy_run(moons_split, epochs=3)
     with pytest.raises(loop_mod._Interrupt):
         train(run_config_from_dict(raw), tmp_path, stop_after_step=10)  # checkpoint at step 8
     capsys.readouterr()
@@ -118,7 +96,7 @@ def test_a_protocol_change_moves_the_run_aside_naming_the_keys(
     moons_split: Path,
     capsys,
 ) -> None:
-    raw = _cfg(moons_split, epochs=1)
+    raw = tiny_toy_run(moons_split, epochs=1)
     train(run_config_from_dict(raw), tmp_path, final_eval=False)
     capsys.readouterr()
     changed = _with(raw, {"train": {"lr": 1e-4, "device": "cpu"}, "data": {"num_train": 900}})

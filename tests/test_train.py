@@ -26,40 +26,9 @@ from scnf.train import loop as loop_mod
 from scnf.train.batches import BatchSampler, SemiSupervisedData
 from scnf.train.em import e_step
 from scnf.train.loop import NonFiniteLossError, train
-from tests.conftest import TINY_TOY, perturb_, tiny_model
+from tests.conftest import perturb_, tiny_model, tiny_toy_run
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def moons_split(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("split") / "moons-seed0.json"
-    _, y = make_toy("moons", "train")
-    save_split(path, make_label_split(y, 5, 0), y, 0, "moons")
-    return path
-
-
-def _cfg(split: Path, **train) -> dict:
-    return {
-        "dataset": "moons",
-        "preset": "toy-glow-glow",
-        "split": str(split),
-        "seed": 3,
-        "model": dict(TINY_TOY),
-        "train": {
-            "optimizer": "adam",
-            "lr": 3e-3,
-            "weight_decay": 0.0,
-            "batch_size": 64,
-            "epochs": 2,
-            "checkpoint_every": 4,
-            "monitor_every": 1,
-            "monitor_size": 300,
-            "progress": False,
-            "device": "cpu",
-            **train,
-        },
-    }
 
 
 def test_objective_equals_brute_force() -> None:
@@ -181,7 +150,7 @@ def _stored_resp(run_dir: Path) -> torch.Tensor | None:
 def test_resume_after_interrupt_equals_uninterrupted(
     tmp_path: Path, moons_split: Path, preset: str, train_kw: dict
 ) -> None:
-    raw = _cfg(moons_split, epochs=3, **train_kw)
+    raw = tiny_toy_run(moons_split, epochs=3, **train_kw)
     raw["preset"] = preset
     cfg = run_config_from_dict(raw)
     full = train(cfg, tmp_path / "full")
@@ -213,7 +182,7 @@ def test_killed_cli_run_resumes(tmp_path: Path, moons_split: Path) -> None:
     and responsibilities all come back from the checkpoint. Small work (320 tiny steps, a few
     seconds), generous time bounds: the test does not depend on the machine's speed.
     """
-    raw = _cfg(
+    raw = tiny_toy_run(
         moons_split, epochs=20, checkpoint_every=10, monitor_every=0, mode="em-sgd", estep_every=7
     )
     raw["preset"] = "toy-glow-gmm"
@@ -281,7 +250,7 @@ def test_non_finite_run_stops_and_keeps_last_good_checkpoint(
         return terms
 
     monkeypatch.setattr(loop_mod, "semi_supervised_objective", poisoned)
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=5))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=5))
     with pytest.raises(NonFiniteLossError, match=message):
         train(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
@@ -303,7 +272,7 @@ def test_non_finite_responsibilities_stop_the_run(
         return r * float("nan") if calls["n"] == 3 else r  # the E-step of step 6
 
     monkeypatch.setattr(loop_mod, "e_step", poisoned)
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=2, mode="em-sgd", estep_every=3))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=2, mode="em-sgd", estep_every=3))
     with pytest.raises(NonFiniteLossError, match="responsibilities at the E-step of step 6"):
         train(cfg, tmp_path)
     state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
@@ -324,7 +293,7 @@ def test_non_finite_responsibilities_stop_the_run(
     ],
 )
 def test_bad_config_is_refused_before_training(tmp_path: Path, moons_split: Path, patch, message):
-    raw = _cfg(moons_split)
+    raw = tiny_toy_run(moons_split)
     for key, value in patch.items():
         raw[key] = {**raw[key], **value} if isinstance(value, dict) and key in raw else value
     with pytest.raises(ConfigError, match=message):
@@ -352,7 +321,7 @@ def test_bad_config_is_refused_before_training(tmp_path: Path, moons_split: Path
 
 def test_learning_happens_on_moons(tmp_path: Path, moons_split: Path) -> None:
     """toy-glow-glow (default size) on moons, short CPU run: under 5% test error."""
-    raw = _cfg(moons_split, epochs=100, batch_size=256, schedule="cosine", monitor_every=0)
+    raw = tiny_toy_run(moons_split, epochs=100, batch_size=256, schedule="cosine", monitor_every=0)
     raw["model"] = {}
     result = train(run_config_from_dict(raw), tmp_path)
     assert result["test_error"] < 5.0, result
@@ -363,15 +332,17 @@ def test_progress_bar_toggle_resumes_instead_of_restarting(
     tmp_path: Path, moons_split: Path, capsys
 ) -> None:
     with pytest.raises(loop_mod._Interrupt):
-        train(run_config_from_dict(_cfg(moons_split, epochs=1)), tmp_path, stop_after_step=4)
-    train(run_config_from_dict(_cfg(moons_split, epochs=1, progress=True)), tmp_path)
+        train(
+            run_config_from_dict(tiny_toy_run(moons_split, epochs=1)), tmp_path, stop_after_step=4
+        )
+    train(run_config_from_dict(tiny_toy_run(moons_split, epochs=1, progress=True)), tmp_path)
     assert "resuming" in capsys.readouterr().err
     assert not list(tmp_path.glob("superseded-*"))
 
 
 def test_fresh_start_does_not_append_to_a_stale_log(tmp_path: Path, moons_split: Path) -> None:
     """A run killed after logging an epoch but before its first checkpoint starts afresh."""
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=2))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=2))
     train(cfg, tmp_path)
     for name in ("checkpoint.pt", "model.pt", "train_metrics.json"):
         (tmp_path / name).unlink()
@@ -381,7 +352,9 @@ def test_fresh_start_does_not_append_to_a_stale_log(tmp_path: Path, moons_split:
 
 
 def test_final_eval_can_be_left_to_the_evaluate_step(tmp_path: Path, moons_split: Path) -> None:
-    result = train(run_config_from_dict(_cfg(moons_split, epochs=1)), tmp_path, final_eval=False)
+    result = train(
+        run_config_from_dict(tiny_toy_run(moons_split, epochs=1)), tmp_path, final_eval=False
+    )
     assert "test_error" not in result and result["epochs"] == 1.0
     saved = json.loads((tmp_path / "train_metrics.json").read_text())
     assert "test_error" not in saved and (tmp_path / "model.pt").is_file()
@@ -389,10 +362,10 @@ def test_final_eval_can_be_left_to_the_evaluate_step(tmp_path: Path, moons_split
 
 @pytest.mark.parametrize("change", [{"lr": 1e-4}, {"estep_every": 3}])
 def test_changed_config_sets_old_run_aside(tmp_path: Path, moons_split: Path, change) -> None:
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=1, mode="em-sgd", estep_every=2))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=1, mode="em-sgd", estep_every=2))
     with pytest.raises(loop_mod._Interrupt):
         train(cfg, tmp_path, stop_after_step=4)
-    changed = run_config_from_dict(_cfg(moons_split, epochs=1, mode="em-sgd", **change))
+    changed = run_config_from_dict(tiny_toy_run(moons_split, epochs=1, mode="em-sgd", **change))
     train(changed, tmp_path)
     (aside,) = tmp_path.glob("superseded-*")
     assert (aside / "checkpoint.pt").is_file() and (aside / "config.yaml").is_file()
@@ -410,7 +383,7 @@ def test_monitors_log_heldout_metrics_and_never_read_the_test_set(
         return seen["data"]
 
     monkeypatch.setattr(loop_mod, "load_data", spy)
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=5, monitor_every=2))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=5, monitor_every=2))
     result = train(cfg, tmp_path, final_eval=False)
     assert seen["data"].x_test is None and seen["data"].y_test is None  # never loaded
     assert seen["data"].x_heldout.shape == (300, 2)  # monitor_size of the validation set
@@ -460,12 +433,14 @@ def test_auto_device_refuses_a_long_cpu_run(tmp_path: Path, moons_split: Path, m
     """`auto` that falls back to the CPU stops a run estimated at days; `cpu` forces it."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(device_mod, "estimated_cpu_seconds", lambda *a: 3 * 86400.0)
-    cfg = run_config_from_dict(_cfg(moons_split, epochs=1, device="auto"))
+    cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=1, device="auto"))
     with pytest.raises(CPUTooSlowError, match=r"about 72 hours .*`device: cpu`.*--device cpu"):
         train(cfg, tmp_path / "auto")
     assert not (tmp_path / "auto").exists()  # refused before anything is written
     with pytest.raises(CPUTooSlowError):
-        train(run_config_from_dict(_cfg(moons_split, epochs=1)), tmp_path / "x", device="auto")
+        train(
+            run_config_from_dict(tiny_toy_run(moons_split, epochs=1)), tmp_path / "x", device="auto"
+        )
     train(cfg, tmp_path / "forced", device="cpu")  # explicit cpu: never refused
     assert (tmp_path / "forced" / "model.pt").is_file()
     monkeypatch.setattr(device_mod, "estimated_cpu_seconds", lambda *a: 3600.0)
@@ -506,7 +481,9 @@ def test_move_aside_never_overwrites(tmp_path: Path) -> None:
 def test_step_monitors_and_cumulative_clocks(tmp_path: Path, moons_split: Path) -> None:
     """monitor_every_steps adds monitors inside epochs; every entry has cumulative wall/CPU s."""
     cfg = run_config_from_dict(
-        _cfg(moons_split, epochs=3, monitor_every=0, monitor_every_steps=5, checkpoint_every=7)
+        tiny_toy_run(
+            moons_split, epochs=3, monitor_every=0, monitor_every_steps=5, checkpoint_every=7
+        )
     )
     full = train(cfg, tmp_path / "full", final_eval=False)
     log = [json.loads(x) for x in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
@@ -531,7 +508,7 @@ def test_step_monitors_and_cumulative_clocks(tmp_path: Path, moons_split: Path) 
 
 def test_negative_step_monitor_interval_is_refused(moons_split: Path) -> None:
     with pytest.raises(ConfigError, match="monitor_every_steps"):
-        run_config_from_dict(_cfg(moons_split, monitor_every_steps=-1))
+        run_config_from_dict(tiny_toy_run(moons_split, monitor_every_steps=-1))
 
 
 @pytest.mark.slow
@@ -539,7 +516,7 @@ def test_cpu_compiled_training_matches_eager(tmp_path: Path, moons_split: Path) 
     """train.compile on the CPU (inductor) trains to the eager run's weights, to float32 noise."""
     results = {}
     for compiled in (False, True):
-        cfg = run_config_from_dict(_cfg(moons_split, epochs=1, compile=compiled))
+        cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=1, compile=compiled))
         results[compiled] = train(cfg, tmp_path / str(compiled), final_eval=False)
     a, b = _final_params(tmp_path / "False"), _final_params(tmp_path / "True")
     for k in a:
