@@ -76,6 +76,15 @@ CANDIDATES: dict[str, dict[str, Any]] = {
         "preset": "mnist-glow", "model": SMALL,
         "train": {"labelled_fraction": 0.5, "lr": 2e-3, "batch_size": 128, "max_steps": 1500},
     },
+    # After the protocol: is EM-SGD's stall (Table 2 at config/cpu.yaml) the staleness of its
+    # responsibilities? The protocol's own EM-SGD + L_clf row (head glow, z_f 196, lr 2e-3,
+    # 8,000 steps) with an E-step every 235 steps (34 in the run) instead of every 938 (9).
+    # Compared on the monitors with the DAG's runs of that row (rows `dag-em-clf`).
+    "em-clf-estep235": {
+        "preset": "mnist-glow", "model": {**SMALL, "zf_dim": 196},
+        "train": {"mode": "em-sgd", "clf_weight": 1.0, "lr": 2e-3, "max_steps": 8000,
+                  "estep_every": 235, "monitor_every_steps": 1000, "checkpoint_every": 500},
+    },
 }  # fmt: skip
 
 
