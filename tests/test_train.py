@@ -512,11 +512,16 @@ def test_negative_step_monitor_interval_is_refused(moons_split: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cpu_compiled_training_matches_eager(tmp_path: Path, moons_split: Path) -> None:
-    """train.compile on the CPU (inductor) trains to the eager run's weights, to float32 noise."""
+@pytest.mark.parametrize("preset, mode", [("toy-glow-glow", "sgd"), ("toy-glow-gmm", "em-sgd")])
+def test_cpu_compiled_training_matches_eager(
+    tmp_path: Path, moons_split: Path, preset: str, mode: str
+) -> None:
+    """train.compile on the CPU (inductor) trains to the eager run's weights, to float32 noise;
+    under EM-SGD the compiled E-steps (every 4 steps) and M-steps included."""
     results = {}
     for compiled in (False, True):
-        cfg = run_config_from_dict(tiny_toy_run(moons_split, epochs=1, compile=compiled))
+        run = tiny_toy_run(moons_split, epochs=1, compile=compiled, mode=mode, estep_every=4)
+        cfg = run_config_from_dict({**run, "preset": preset})
         results[compiled] = train(cfg, tmp_path / str(compiled), final_eval=False)
     a, b = _final_params(tmp_path / "False"), _final_params(tmp_path / "True")
     for k in a:

@@ -382,6 +382,19 @@ def test_run_settings_compose_config_and_variant() -> None:
     assert toy["train"]["optimizer"] == cfg["toy"]["train"]["optimizer"]
 
 
+def test_the_e_step_interval_is_a_setting_of_em_sgd_runs_only() -> None:
+    """train.estep_every reaches the EM-SGD runs' RUN.yaml; SGD runs record null (it does nothing
+    there), so changing it retrains no SGD run."""
+    cfg = load("cpu")
+    assert cfg["mnist"]["train"]["estep_every"] == 235
+    em = grid.run_settings(cfg, "mnist", "gmm-em-sgd-clf-zf196", 0)["train"]
+    sgd = grid.run_settings(cfg, "mnist", "glow-sgd-zf196", 0)["train"]
+    assert (em["estep_every"], sgd["estep_every"]) == (235, None)
+    cfg["mnist"]["train"]["estep_every"] = 100
+    assert grid.run_settings(cfg, "mnist", "glow-em-sgd-zf196", 0)["train"]["estep_every"] == 100
+    assert grid.run_settings(cfg, "mnist", "glow-sgd-zf196", 0)["train"] == sgd
+
+
 def test_toy_head_settings_override_only_their_head() -> None:
     """toy.head_settings.<h> changes mode / clf_weight / train keys of that head's rows only."""
     cfg = load("quick")

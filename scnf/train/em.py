@@ -7,7 +7,8 @@ The paper (Sec. 3, App. B) adapts expectation-maximisation to SCNF. As built her
   training object under the current parameters, in evaluation mode, without gradients and
   with one fixed dequantisation draw (``ESTEP_SEED``, the same at every E-step). They are
   kept on the training device, (N_unl, K), and in the checkpoint. Labelled objects keep
-  their one-hot labels.
+  their one-hot labels. With ``train.compile`` the E-step's forward pass is compiled too
+  (``compiled_posterior``: one batch shape, the same numbers as eager to float rounding).
 * **M-step for the class-Gaussian head** (``ClassGaussian``, presets ``*-gmm``), right after
   each E-step: the means and diagonal variances of every class are set in closed form to the
   responsibility-weighted moments of z_f over the labelled (one-hot) and unlabelled objects,
@@ -27,6 +28,8 @@ the paper).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -56,9 +59,46 @@ def hold_out_closed_form_parameters(model: SCNF) -> list[str]:
     return names
 
 
+Posterior = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def posterior_and_latent(model: SCNF, x: Tensor) -> tuple[Tensor, Tensor]:
+    """p(k | x) and z_f of a batch, (B, K) and (B, zf_dim).
+
+    log p(x, k) = [class-independent part of f_w] + log p(z_f | k) + log p(k): the first term
+    cancels in the posterior, so the head and the prior give p(k | x).
+    """
+    z_f, _ = model.encode(x)
+    return torch.softmax(model.head.log_prob_all(z_f) + model.log_prior, dim=1), z_f
+
+
+def compiled_posterior(model: SCNF, batch_size: int) -> Posterior:
+    """``posterior_and_latent`` under ``torch.compile`` for batches of exactly ``batch_size``.
+
+    A shorter (last) batch is padded with copies of its first row and the padding cut off
+    again: in evaluation mode every row is computed on its own (ActNorm is a fixed affine map),
+    so padding changes no result and one compiled graph serves every batch. The default mode
+    (no CUDA graphs) keeps each batch's outputs alive, as the E-step stores them.
+    """
+    fn = torch.compile(lambda x: posterior_and_latent(model, x), dynamic=False)
+
+    def forward(x: Tensor) -> tuple[Tensor, Tensor]:
+        n = x.shape[0]
+        if n < batch_size:
+            x = torch.cat([x, x[:1].expand(batch_size - n, *x.shape[1:])])
+        post, z_f = fn(x)
+        return post[:n], z_f[:n]
+
+    return forward
+
+
 @torch.no_grad()
 def e_step(
-    model: SCNF, data: SemiSupervisedData, batch_size: int, m_step: bool | None = None
+    model: SCNF,
+    data: SemiSupervisedData,
+    batch_size: int,
+    m_step: bool | None = None,
+    forward: Posterior | None = None,
 ) -> Tensor:
     """Responsibilities of every unlabelled object, (N_unl, K); then the closed-form M-step.
 
@@ -69,6 +109,8 @@ def e_step(
         batch_size: objects per forward pass.
         m_step: set the class Gaussians in closed form afterwards; default: when the head is
             a ``ClassGaussian``.
+        forward: computes (p(k | x), z_f) of a batch of unlabelled objects; default: eager
+            ``posterior_and_latent`` (``compiled_posterior`` gives the same numbers, faster).
 
     Returns:
         r, in the dtype of the model's log-densities, on the data's device; the E-step uses
@@ -88,13 +130,12 @@ def e_step(
         m = ClassGaussian.moments(z_f, w)
         stats = m if stats is None else tuple(a + b for a, b in zip(stats, m))
 
+    if forward is None:
+        forward = lambda x: posterior_and_latent(model, x)  # noqa: E731
     resp = []
     for start in range(0, data.x_unl.shape[0], batch_size):
         x = data.model_input(data.x_unl[start : start + batch_size], gen)
-        z_f, _ = model.encode(x)
-        # log p(x, k) = [class-independent part of f_w] + log p(z_f | k) + log p(k): the first
-        # term cancels in the posterior, so the head and the prior give p(k | x).
-        r = torch.softmax(head.log_prob_all(z_f) + model.log_prior, dim=1)
+        r, z_f = forward(x)
         resp.append(r)
         if m_step:
             accumulate(z_f, r)

@@ -41,7 +41,7 @@ from scnf.train.checkpoint import (
     move_aside,
 )
 from scnf.train.config import RunConfig, load_run_config, protocol_view
-from scnf.train.em import e_step, hold_out_closed_form_parameters
+from scnf.train.em import compiled_posterior, e_step, hold_out_closed_form_parameters
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer, make_scheduler
 
@@ -131,6 +131,7 @@ def train(
     state = load_checkpoint(out_dir / CHECKPOINT, dev)
     step, log, acc, elapsed, epoch_elapsed, cpu_used = 0, [], _zero_acc(dev), 0.0, 0.0, 0.0
     resp: torch.Tensor | None = None  # EM-SGD: r[j, k] of every unlabelled object
+    estep_forward = None  # EM-SGD with train.compile: the compiled E-step pass, built once
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -185,7 +186,9 @@ def train(
                     # forward does it, so that the first E-step sees an initialised f_w.
                     with torch.no_grad():
                         model.log_joint_all(x)
-                resp = e_step(model, data, cfg.eval.batch_size)
+                if use_compile and estep_forward is None:
+                    estep_forward = compiled_posterior(model, cfg.eval.batch_size)
+                resp = e_step(model, data, cfg.eval.batch_size, forward=estep_forward)
                 _check_finite_resp(resp, step, out_dir)
             r_batch = resp[iu]
         if step_fn is not objective and t.compile_mode == "reduce-overhead":

@@ -147,7 +147,8 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
     The workflow config's family section (``toy`` or ``mnist``) gives the model overrides, data
     subset and ``train`` section; the variant name gives preset, mode, L_clf and ``zf_dim``.
     A toy run's head may override ``mode``, ``clf_weight`` and ``train`` keys through
-    ``toy.head_settings.<h>`` (e.g. EM-SGD for the GMM head).
+    ``toy.head_settings.<h>`` (e.g. EM-SGD for the GMM head). ``train.estep_every`` is
+    recorded only for EM-SGD runs (null under SGD, where it does nothing).
     The device is not part of it (it is passed on the command line), so moving a run to another
     device does not invalidate its results.
     """
@@ -169,6 +170,10 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
     train.update(section["train"])
     if family == "toy":
         train.update(head.get("train", {}))
+    if train["mode"] != "em-sgd":
+        # An EM-SGD key does nothing under SGD: recorded as null there, so that changing the
+        # E-step interval retrains the EM-SGD runs only.
+        train["estep_every"] = None
     return {
         "name": f"{config['name']}/{dataset}/{variant}/seed{seed}",
         "dataset": dataset,
