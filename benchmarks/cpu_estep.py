@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -26,7 +27,8 @@ from scnf.presets import make_model  # noqa: E402
 from scnf.provenance import collect, write_json  # noqa: E402
 from scnf.train.em import compiled_posterior, posterior_and_latent  # noqa: E402
 
-CPU_MODEL = {"steps_per_level": 4, "hidden": 64, "head_steps": 4, "head_hidden": 128}
+# The CPU protocol's model, read from its config (the one place it is written down).
+CPU_MODEL = yaml.safe_load((REPO / "config/cpu.yaml").read_text())["mnist"]["model"]
 N_UNLABELLED = 59_900
 
 

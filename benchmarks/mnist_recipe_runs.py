@@ -10,6 +10,8 @@ cumulative CPU seconds of the run.
 
     python benchmarks/mnist_recipe_runs.py run --candidates g4-lab33 g4-lab50 --workers 2
     python benchmarks/mnist_recipe_runs.py table          # the Markdown table of the README
+    python benchmarks/mnist_recipe_runs.py plot dag-8000/seed0 em-clf-estep235/seed0 \
+        --figure results/cpu-recipe/estep.png                # held-out error against steps
     python benchmarks/mnist_recipe_runs.py protocol --candidate dag-6000 \
         results/cpu/runs/mnist/glow-sgd-zf196/seed*        # a DAG run's monitors, as a row
 
@@ -211,6 +213,30 @@ def table(store: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def plot(store: dict[str, Any], keys: list[str], out: Path) -> None:
+    """The held-out error monitor of the runs ``keys`` against optimiser steps, one figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    missing = [k for k in keys if k not in store["runs"]]
+    if missing:
+        raise SystemExit(f"no run {missing} in the store; have {sorted(store['runs'])}")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        curve = store["runs"][key]["curve"]
+        ax.plot([c["step"] for c in curve], [c["mon_heldout_error"] for c in curve], "o-",
+                ms=3, label=key)  # fmt: skip
+    ax.set(xlabel="optimiser step (batch 64)", ylabel="held-out error (%), monitor", ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print("wrote", out)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -224,7 +250,10 @@ def main(argv: list[str] | None = None) -> None:
     d = sub.add_parser("protocol", help="add DAG runs' monitor curves as rows of --candidate")
     d.add_argument("--candidate", required=True, help="row name, e.g. dag-8000")
     d.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding RUN.yaml")
-    for q in (r, t, d):
+    g = sub.add_parser("plot", help="plot the held-out error monitor of some runs")
+    g.add_argument("keys", nargs="+", help="runs, e.g. dag-8000/seed0")
+    g.add_argument("--figure", type=Path, required=True, help="PNG to write")
+    for q in (r, t, d, g):
         q.add_argument("--out", type=Path, default=REPO / "results/cpu-recipe/runs.json")
     sub.add_parser("list", help="print the candidates")
     args = p.parse_args(argv)
@@ -234,6 +263,9 @@ def main(argv: list[str] | None = None) -> None:
     store = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}, "phases": []}
     if args.cmd == "table":
         print(table(store))
+        return
+    if args.cmd == "plot":
+        plot(store, args.keys, args.figure)
         return
     if args.cmd == "protocol":
         missing = [str(d) for d in args.run_dirs if not (d / "RUN.yaml").is_file()]
