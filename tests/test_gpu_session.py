@@ -54,7 +54,8 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory, real_dir: Path) -> Pat
     env = {**os.environ, "PYTHONPATH": str(REPO), "SCNF_GIT_COMMIT": "declared-commit"}
     cmd = [sys.executable, "benchmarks/gpu_session.py", "--out", str(out)]
     cmd += ["--data-dir", str(real_dir), "--budget", "400", "--tiny", "--no-compile"]
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    # a hang guard, many times the tiny session's few minutes on an idle machine
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return out
 
