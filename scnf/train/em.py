@@ -30,6 +30,7 @@ the paper).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -80,7 +81,7 @@ def compiled_posterior(model: SCNF, batch_size: int) -> Posterior:
     so padding changes no result and one compiled graph serves every batch. The default mode
     (no CUDA graphs) keeps each batch's outputs alive, as the E-step stores them.
     """
-    fn = torch.compile(lambda x: posterior_and_latent(model, x), dynamic=False)
+    fn = torch.compile(partial(posterior_and_latent, model), dynamic=False)
 
     def forward(x: Tensor) -> tuple[Tensor, Tensor]:
         n = x.shape[0]
@@ -131,7 +132,7 @@ def e_step(
         stats = m if stats is None else tuple(a + b for a, b in zip(stats, m))
 
     if forward is None:
-        forward = lambda x: posterior_and_latent(model, x)  # noqa: E731
+        forward = partial(posterior_and_latent, model)
     resp = []
     for start in range(0, data.x_unl.shape[0], batch_size):
         x = data.model_input(data.x_unl[start : start + batch_size], gen)
