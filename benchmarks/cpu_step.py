@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,7 +45,8 @@ from scnf.provenance import collect, write_json  # noqa: E402
 from scnf.train.batches import labelled_count  # noqa: E402
 from scnf.train.objective import semi_supervised_objective  # noqa: E402
 
-CPU_MODEL = {"steps_per_level": 4, "hidden": 64, "head_steps": 4, "head_hidden": 128}
+# The CPU protocol's model, read from its config (the one place it is written down).
+CPU_MODEL = yaml.safe_load((REPO / "config/cpu.yaml").read_text())["mnist"]["model"]
 SIZES: dict[str, dict[str, Any]] = {
     "cpu-196": {"preset": "mnist-glow", "model": {**CPU_MODEL, "zf_dim": 196}},
     "cpu-784": {"preset": "mnist-glow", "model": {**CPU_MODEL, "zf_dim": 784}},

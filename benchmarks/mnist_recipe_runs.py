@@ -42,6 +42,8 @@ from scnf.provenance import collect, write_json  # noqa: E402
 # f_w: 3 levels x 4 Glow steps of width 64 (the best size per CPU second in issue 24's trial);
 # h_phi: 4 conditional Glow steps of width 128 (z_f 784 costs about 3x z_f 196 per image with
 # 4 head steps, 5x with 8; the protocol's shared schedule is bounded by z_f 784's run).
+# Spelled out, not read from config/cpu.yaml: the search's candidates are fixed records that
+# chose that config, and must not change when it does.
 SMALL = {"steps_per_level": 4, "hidden": 64, "head_steps": 4, "head_hidden": 128}
 BASE_TRAIN: dict[str, Any] = {
     "mode": "sgd",
