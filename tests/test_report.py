@@ -35,7 +35,7 @@ from scnf.report import (
     write_table,
 )
 from scnf.report.report import read_tag
-from scnf.report.runs import run_row
+from scnf.report.runs import run_row, training_cost
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # ../shared beside the checkout, as tests/conftest.py finds the MNIST copy.
@@ -381,6 +381,34 @@ def test_runs_csv_round_trip(tmp_path: Path) -> None:
     raw = pd.read_csv(tmp_path / "runs.csv")
     cell = raw[(raw.dataset == "moons") & (raw.f == "glow") & (raw.h == "glow")].test_error
     assert (cell.mean(), cell.std()) == (pytest.approx(0.6), pytest.approx(math.sqrt(0.02)))
+
+
+def test_training_cost_sums_cpu_seconds_per_run_group(tmp_path: Path) -> None:
+    """runs.csv carries each run's train_cpu_s (every attempt of a resumed run); the report's
+    cost table sums it per run folder, seeds pooled, and says where a run did not record it."""
+    records = [run_record(seed=s) for s in range(3)] + [toy("moons", "toy-glow-glow", 0, 1, 1)]
+    folders = [f"mnist/glow-sgd-zf196/seed{s}" for s in range(3)] + ["moons/glow-glow/seed0"]
+    paths = []
+    for rec, folder in zip(records, folders, strict=True):
+        paths.append(tmp_path / "results/x/runs" / folder / "metrics.json")
+        write_json(paths[-1], rec)
+    for p, cpu in zip(paths, [1000.0, 1200.0, None, 30.0]):
+        train = {"steps": 10, "train_wall_s": 1.5 * (cpu or 2000.0)}
+        write_json(p.parent / "train_metrics.json", train | ({"train_cpu_s": cpu} if cpu else {}))
+    write_runs(paths, tmp_path / "runs.csv")
+    back = read_runs(tmp_path / "runs.csv")
+    assert list(back["train_cpu_s"]) == [1000.0, 1200.0, None, 30.0]
+    cost = training_cost(back)
+    assert list(cost["group"]) == ["mnist/glow-sgd-zf196", "moons/glow-glow"]
+    assert list(cost["runs"]) == [3, 1] and list(cost["cpu_recorded"]) == [2, 1]
+    assert list(cost["train_cpu_s"]) == [2200.0, 30.0]
+    assert list(cost["train_wall_s"]) == [1.5 * 4200.0, 45.0]
+    out = tmp_path / "REPORT.md"
+    write_report(out, "cpu", {}, {}, {"timestamp_utc": "now"}, {"train x": 1.0}, cost=cost)
+    text = out.read_text()
+    assert "| mnist/glow-sgd-zf196 | 3 | 2,200 (2 of 3 runs) | 0.61 (2 of 3 runs) | 6,300 |" in text
+    assert "| **total** (3 of 4 runs recorded) | | **2,230** | **0.62** | |" in text
+    assert text.index("## Training cost") < text.index("## Wall times")
 
 
 def test_write_table_csv_and_markdown(tmp_path: Path) -> None:

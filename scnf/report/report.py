@@ -13,6 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from scnf.report.claims import CLAIM_VERDICTS, read_claims_tag
 from scnf.report.tables import VERDICT_TAG, banner
 from scnf.report.verdict import VERDICTS
@@ -159,10 +161,56 @@ def _commit(prov: dict[str, Any]) -> str:
 
 
 def _timings_md(timings: dict[str, float]) -> list[str]:
-    lines = ["## Wall times", "", "| step | wall time (s) |", "|---|---|"]
+    lines = [
+        "## Wall times",
+        "",
+        "Snakemake's job benchmarks, summed over seeds: a job resumed from its checkpoint counts "
+        "its last attempt only (`runs.csv`'s `train_cpu_s` and `train_wall_s` count every "
+        "attempt).",
+        "",
+        "| step | wall time (s) |",
+        "|---|---|",
+    ]
     for name, seconds in sorted(timings.items(), key=lambda kv: -kv[1]):
         lines.append(f"| {name} | {seconds:.1f} |")
     lines.append(f"| **total** | **{sum(timings.values()):.1f}** |")
+    return lines + [""]
+
+
+def _cost_md(cost: pd.DataFrame) -> list[str]:
+    """The Training cost section: CPU and wall seconds of training per run group."""
+    lines = [
+        "## Training cost",
+        "",
+        "Per run group, summed over its seeds, from each run's `train_metrics.json` (`runs.csv`'s "
+        "`train_cpu_s`, `train_wall_s`): process CPU seconds of training, every attempt of a "
+        "resumed run included (core-hours = CPU-s / 3600, whatever the threads); *not recorded* "
+        "for runs trained before it was. Evaluation is not counted.",
+        "",
+        "| run group | runs | train CPU-s | core-hours | train wall-s |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(value: Any, recorded: int, runs: int, fmt: str) -> str:
+        if value is None or recorded == 0:
+            return "not recorded"
+        text = format(value, fmt)
+        return text if recorded == runs else f"{text} ({recorded} of {runs} runs)"
+
+    for r in cost.itertuples(index=False):
+        hours = None if r.train_cpu_s is None else r.train_cpu_s / 3600
+        lines.append(
+            f"| {r.group} | {r.runs} | {cell(r.train_cpu_s, r.cpu_recorded, r.runs, ',.0f')} | "
+            f"{cell(hours, r.cpu_recorded, r.runs, '.2f')} | "
+            f"{cell(r.train_wall_s, r.wall_recorded, r.runs, ',.0f')} |"
+        )
+    cpu = [v for v in cost["train_cpu_s"] if v is not None and v == v]
+    if cpu:
+        total, n = sum(cpu), int(cost["cpu_recorded"].sum())
+        lines.append(
+            f"| **total** ({n} of {int(cost['runs'].sum())} runs recorded) | | **{total:,.0f}** | "
+            f"**{total / 3600:.2f}** | |"
+        )
     return lines + [""]
 
 
@@ -178,13 +226,15 @@ def write_report(
     families: list[str] | None = None,
     baselines_left_out: list[str] | None = None,
     claims: Path | None = None,
+    cost: pd.DataFrame | None = None,
 ) -> None:
     """Write REPORT.md.
 
     Sections: title; a banner when the config does not follow the paper's protocol; how it was
     produced (config, protocol, commit, hardware, date); a verdict summary; each table's
     Markdown inlined (paper values beside ours) with its training curves; figures embedded by
-    paths relative to ``out_md``'s directory; provenance details; optional per-step wall times.
+    paths relative to ``out_md``'s directory; provenance details; optional training cost per run
+    group and per-step wall times.
 
     Args:
         out_md: the report path.
@@ -201,6 +251,7 @@ def write_report(
             left out although it trains the ``baseline`` family; named the same way.
         claims: the Claims section written by ``scnf.report.claims.write_claims``, inlined
             after the summary.
+        cost: ``scnf.report.runs.training_cost`` of the runs, shown before the wall times.
     """
     out_md = Path(out_md)
     out_md.parent.mkdir(parents=True, exist_ok=True)
@@ -291,6 +342,8 @@ def write_report(
         "```",
         "",
     ]
+    if cost is not None and not cost.empty:
+        lines += _cost_md(cost)
     if timings:
         lines += _timings_md(timings)
     out_md.write_text("\n".join(lines), encoding="utf-8")

@@ -30,6 +30,7 @@ __all__ = [
     "collect_runs",
     "identity_columns",
     "read_runs",
+    "training_cost",
     "write_runs",
 ]
 
@@ -66,6 +67,9 @@ def run_row(record: dict[str, Any], train: dict[str, Any] | None = None) -> dict
     train = train or {}
     row["steps"] = train.get("steps")
     row["train_wall_s"] = train.get("train_wall_s")
+    # Process CPU seconds of training, summed over every attempt of a resumed run (absent from
+    # runs trained before it was recorded).
+    row["train_cpu_s"] = train.get("train_cpu_s")
     for key, value in sorted(train.items()):
         if key.startswith("mon_"):
             row[f"final_{key}"] = _cell(value)
@@ -168,4 +172,38 @@ def collect_curves(metrics_paths: Iterable[str | Path]) -> pd.DataFrame:
             mons = {k: v for k, v in entry.items() if k.startswith("mon_") and v is not None}
             if mons:
                 rows.append({**base, "epoch": entry.get("epoch"), "step": entry["step"], **mons})
+    return pd.DataFrame(rows)
+
+
+def run_group(path: str) -> str:
+    """The run folder a ``metrics.json`` path belongs to, seeds pooled: ``mnist/glow-sgd-zf196``
+    for ``.../runs/mnist/glow-sgd-zf196/seed0/metrics.json``, ``baseline/m1`` for
+    ``.../runs/baseline/m1/metrics.json``."""
+    parts = Path(path).parts[:-1]
+    if "runs" in parts:
+        parts = parts[len(parts) - parts[::-1].index("runs") :]
+    if parts and parts[-1].startswith("seed"):
+        parts = parts[:-1]
+    return "/".join(parts)
+
+
+def training_cost(frame: pd.DataFrame) -> pd.DataFrame:
+    """Training time per run group (seeds pooled), from ``runs.csv``'s per-run columns.
+
+    Columns: ``group``, ``runs``, ``train_cpu_s`` (summed over the runs that recorded it; None
+    when none did), ``cpu_recorded`` (how many did), ``train_wall_s`` (summed likewise) and
+    ``wall_recorded``. The CPU seconds count every attempt of a resumed run, where Snakemake's
+    job benchmarks count only the last attempt.
+    """
+    rows = []
+    if frame.empty:
+        return pd.DataFrame(rows)
+    groups = frame["path"].map(run_group)
+    for group, part in frame.groupby(groups, sort=False):
+        row: dict[str, Any] = {"group": group, "runs": len(part)}
+        for col, count in (("train_cpu_s", "cpu_recorded"), ("train_wall_s", "wall_recorded")):
+            values = [float(v) for v in part.get(col, []) if v is not None and v == v]
+            row[col] = sum(values) if values else None
+            row[count] = len(values)
+        rows.append(row)
     return pd.DataFrame(rows)

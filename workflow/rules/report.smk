@@ -134,6 +134,7 @@ rule report:
     input:
         tables=expand(res("tables/{table}.md"), table=grid.TABLE_IDS),
         claims=res("claims.md"),
+        runs=res("runs.csv"),
         curves=expand(res("figures/curves/{table}.png"), table=grid.TABLE_IDS),
         fig2=fig2_outputs,
         toy_plots=toy_plot_inputs,

@@ -44,6 +44,7 @@ def build_report(smk: Any) -> None:
     """Collect provenance and timings, then call ``scnf.report.write_report``."""
     from scnf.provenance import collect
     from scnf.report.report import write_report
+    from scnf.report.runs import read_runs, training_cost
 
     tables = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.tables), strict=True))
     curves = dict(zip(smk.params.table_ids, (Path(p) for p in smk.input.curves), strict=True))
@@ -73,6 +74,7 @@ def build_report(smk: Any) -> None:
         families=list(smk.params.families),
         baselines_left_out=list(smk.params.baselines_left_out),
         claims=Path(smk.input.claims),
+        cost=training_cost(read_runs(smk.input.runs)),
     )
 
 
