@@ -167,7 +167,15 @@ def test_resume_is_bit_identical(tmp_path: Path, real_dir: Path) -> None:
     full = train_m2(cfg, tmp_path / "full")
     with pytest.raises(_Interrupt):
         train_m2(cfg, tmp_path / "cut", stop_after_step=6)  # killed after the step-4 checkpoint
+    # The CPU time counts the first attempt's (kept in the checkpoint; marked here so that the
+    # carry-over shows whatever the machine's speed).
+    state = torch.load(tmp_path / "cut/checkpoint.pt", weights_only=False)
+    assert state["cpu_elapsed"] > 0
+    torch.save({**state, "cpu_elapsed": 1e6}, tmp_path / "cut/checkpoint.pt")
     resumed = train_m2(cfg, tmp_path / "cut")
+    assert 1e6 < resumed["train_cpu_s"] < 1e6 + 3600
+    train = json.loads((tmp_path / "cut/train_metrics.json").read_text())
+    assert train["train_cpu_s"] == resumed["train_cpu_s"]
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed["test_error"] == full["test_error"] and resumed["steps"] == 10
@@ -248,7 +256,7 @@ def test_m1m2_pipeline_and_metrics(tmp_path: Path, real_dir: Path) -> None:
     assert p["m1.model.hidden"] == [16] and p["model.hidden"] == 16 and p["train.lr"] == 3e-4
     assert "train.progress" not in p and "train.checkpoint_every" not in p
     train = json.loads((tmp_path / "r/train_metrics.json").read_text())
-    assert train["steps"] == 5 and train["train_wall_s"] > 0
+    assert train["steps"] == 5 and train["train_wall_s"] > 0 and train["train_cpu_s"] > 0
     log = full_log(tmp_path / "r")
     assert log[-1]["step"] == 5 and 0 <= log[-1]["mon_labelled_error"] <= 100
     assert 0 <= log[-1]["mon_heldout_error"] <= 100

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import yaml
@@ -42,7 +42,8 @@ from scnf.train.config import NOT_PROTOCOL_KEYS, protocol_view
 
 CHECKPOINT, FINAL_MODEL, RUN_CONFIG = "checkpoint.pt", "model.pt", "config.yaml"
 TRAIN_LOG, METRICS = "train_log.jsonl", "metrics.json"
-TRAIN_METRICS = "train_metrics.json"  # steps and wall time, as the SCNF runs write them
+TRAIN_METRICS = "train_metrics.json"  # steps and training time, as the SCNF runs write them
+TRAIN_KEYS = ("steps", "epochs", "train_wall_s", "train_cpu_s")
 EVAL_SEED = 20190505  # binarisation noise of M1's test ELBO (the same for every run)
 MONITOR_SIZE = 10_000  # unlabelled training images scored by the held-out monitor
 PRESETS = {"m1": "kingma2014-m1", "m2": "kingma2014-m2", "m1m2": "kingma2014-m1m2"}
@@ -172,15 +173,16 @@ def _fit(
     desc: str,
     stop_after_step: int | None,
     monitor: Callable[[], dict[str, float]] | None = None,
-) -> tuple[list[dict[str, Any]], float]:
-    """Run (or resume) ``total_steps`` optimiser steps; return the epoch log and the wall time.
+) -> tuple[list[dict[str, Any]], float, float]:
+    """Run (or resume) ``total_steps`` optimiser steps; return the epoch log, the wall time and
+    the process CPU time (both summed over every attempt of a resumed run).
 
     ``monitor`` adds ``mon_*`` entries to each epoch's log line (no test data: the labelled
     training objects only).
     """
     from scnf.train.loop import NonFiniteLossError
 
-    step, log, acc, elapsed = 0, [], {}, 0.0
+    step, log, acc, elapsed, cpu_elapsed = 0, [], {}, 0.0, 0.0
     state = load_checkpoint(out_dir / CHECKPOINT, torch.device("cpu"))
     if state is not None:
         model.load_state_dict(state["model"])
@@ -188,6 +190,7 @@ def _fit(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         step, log, acc, elapsed = state["step"], state["log"], state["acc"], state["elapsed"]
+        cpu_elapsed = state.get("cpu_elapsed", 0.0)  # absent from checkpoints before it was kept
         print(f"resuming {out_dir} from step {step}/{total_steps}", file=sys.stderr)
     (out_dir / TRAIN_LOG).write_text("".join(json.dumps(e) + "\n" for e in log))
     bar = tqdm(
@@ -200,6 +203,7 @@ def _fit(
         desc=desc,
     )
     start = time.perf_counter() - elapsed
+    cpu_start = time.process_time() - cpu_elapsed  # CPU seconds of this process, all threads
     epoch_start = time.perf_counter() - acc.get("seconds", 0.0)
     model.train()
     while step < total_steps:
@@ -245,13 +249,25 @@ def _fit(
                     "log": log,
                     "acc": {**acc, "seconds": time.perf_counter() - epoch_start},
                     "elapsed": time.perf_counter() - start,
+                    "cpu_elapsed": time.process_time() - cpu_start,
                 },
                 out_dir / CHECKPOINT,
             )
         if stop_after_step is not None and step >= stop_after_step:
             raise _Interrupt(f"stopped after step {step} (test hook)")
     bar.close()
-    return log, time.perf_counter() - start
+    return log, time.perf_counter() - start, time.process_time() - cpu_start
+
+
+class Trained(NamedTuple):
+    """What ``_train`` returns."""
+
+    model: torch.nn.Module  # on the CPU
+    steps: int  # the steps taken (a fast run may stop early to keep its budget)
+    log: list[dict[str, Any]]  # one entry per epoch
+    wall_s: float  # training wall time, every attempt of a resumed run included
+    cpu_s: float  # process CPU time of training, likewise
+    fast_run: dict[str, Any] | None  # the fast (graphed GPU) run's record
 
 
 def _train(
@@ -267,24 +283,21 @@ def _train(
     stop_after_step: int | None,
     fast: FastOptions | None,
     monitor: Callable[[], dict[str, float]] | None = None,
-) -> tuple[torch.nn.Module, int, list[dict[str, Any]], float, dict[str, Any] | None]:
-    """Train by the checkpointed loop (``_fit``) or, with ``fast``, the graphed GPU loop.
-
-    Returns the model (on the CPU after a fast run), the steps it took (a fast run may stop
-    early to keep its budget), the epoch log, the wall time and the fast run's record.
-    """
+) -> Trained:
+    """Train by the checkpointed loop (``_fit``) or, with ``fast``, the graphed GPU loop."""
     if fast is None:
         assert generator is not None, "the checkpointed loop draws from a CPU generator"
-        log, wall = _fit(
+        log, wall, cpu = _fit(
             model, optimizer, step_fn, generator, total_steps, steps_per_epoch,
             t.checkpoint_every, out_dir, t.progress, desc, stop_after_step, monitor,
         )  # fmt: skip
-        return model, total_steps, log, wall, None
+        return Trained(model, total_steps, log, wall, cpu, None)
     _no_checkpoint(out_dir)
+    cpu_start = time.process_time()
     log, wall, run = fit_fast(
         model, optimizer, step_fn, total_steps, steps_per_epoch, out_dir, fast, monitor
     )
-    return model.cpu(), run["steps"], log, wall, run
+    return Trained(model.cpu(), run["steps"], log, wall, time.process_time() - cpu_start, run)
 
 
 def _adam(model: torch.nn.Module, t: Any, fast: FastOptions | None = None) -> torch.optim.Adam:
@@ -393,7 +406,7 @@ def train_m1(
         elbo = model.elbo(xb, eps).mean()
         return -elbo, {"elbo": elbo.detach()}
 
-    model, total, log, wall, run = _train(
+    model, total, log, wall, cpu, run = _train(
         model, optimizer, step, g, total, steps_per_epoch, t, out_dir,
         cfg.name or "baseline-m1", stop_after_step, fast,
     )  # fmt: skip
@@ -413,12 +426,13 @@ def train_m1(
         "num_test": int(x_test.shape[0]),
         "steps": total,
         "train_wall_s": wall,
+        "train_cpu_s": cpu,
         "provenance": collect(cfg.to_dict(), wall),
     }
     if run is not None:
         result["fast"] = run
     write_json(out_dir / METRICS, result)
-    write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in ("steps", "train_wall_s")})
+    write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in TRAIN_KEYS if k in result})
     return result
 
 
@@ -534,7 +548,7 @@ def train_m2(
         }
         return terms.loss, stats
 
-    model, total, log, wall, run = _train(
+    model, total, log, wall, cpu, run = _train(
         model, optimizer, step, g, total, steps_per_epoch, t, out_dir,
         cfg.name or f"baseline-{cfg.model}", stop_after_step, fast, monitor,
     )  # fmt: skip
@@ -568,13 +582,14 @@ def train_m2(
         "steps": total,
         "epochs": total / steps_per_epoch,
         "train_wall_s": wall,
+        "train_cpu_s": cpu,
         "final_train_bound": log[-1]["bound"] if log else None,
         "provenance": collect(cfg.to_dict(), wall),
     }
     if run is not None:
         result["fast"] = run
     write_json(out_dir / METRICS, result)
-    write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in ("steps", "epochs", "train_wall_s")})
+    write_json(out_dir / TRAIN_METRICS, {k: result[k] for k in TRAIN_KEYS if k in result})
     return result
 
 
