@@ -286,6 +286,7 @@ def test_non_finite_responsibilities_stop_the_run(
         ({"train": {"batch_size": "big"}}, "train.batch_size"),
         ({"train": {"mode": "em"}}, "train.mode"),
         ({"train": {"estep_every": 0}}, "train.estep_every"),
+        ({"train": {"gmm_m_step": "moments"}}, "train.gmm_m_step"),
         ({"train": {"monitor_every": -1}}, "train.monitor_every"),
         ({"train": {"eval_every": 1}}, "train.eval_every"),  # renamed monitor_every
         ({"model": {"zf_dim": 98}}, "zf_dim"),
@@ -370,6 +371,36 @@ def test_changed_config_sets_old_run_aside(tmp_path: Path, moons_split: Path, ch
     (aside,) = tmp_path.glob("superseded-*")
     assert (aside / "checkpoint.pt").is_file() and (aside / "config.yaml").is_file()
     assert (tmp_path / "train_metrics.json").is_file()
+
+
+@pytest.mark.parametrize("m_step", ["closed-form", "gradient"])
+def test_gmm_m_step_sets_the_gaussians_in_closed_form_or_by_gradient_steps(
+    tmp_path: Path, moons_split: Path, monkeypatch, m_step: str
+) -> None:
+    """train.gmm_m_step under EM-SGD: ``closed-form`` sets the class Gaussians at each E-step
+    and no optimiser step moves them in between; ``gradient`` leaves them to the optimiser,
+    which moves them between E-steps, and the E-step does not touch them."""
+    seen = []  # (m_step argument, head before the E-step, head after it)
+
+    def recording_e_step(model, data, batch_size, m_step=None, forward=None):
+        before = [p.detach().clone() for p in model.head.parameters()]
+        resp = e_step(model, data, batch_size, m_step=m_step, forward=forward)
+        seen.append((m_step, before, [p.detach().clone() for p in model.head.parameters()]))
+        return resp
+
+    monkeypatch.setattr(loop_mod, "e_step", recording_e_step)
+    raw = tiny_toy_run(moons_split, epochs=1, mode="em-sgd", estep_every=4, gmm_m_step=m_step)
+    raw["preset"] = "toy-glow-gmm"
+    train(run_config_from_dict(raw), tmp_path, final_eval=False)
+    assert len(seen) == 4  # steps 0, 4, 8, 12 of 16
+    closed = m_step == "closed-form"
+    for flag, before, after in seen:
+        assert flag is closed
+        set_by_e_step = any(not torch.equal(a, b) for a, b in zip(before, after))
+        assert set_by_e_step is closed
+    for (_, _, after), (_, before_next, _) in zip(seen, seen[1:]):
+        moved_by_optimiser = any(not torch.equal(a, b) for a, b in zip(after, before_next))
+        assert moved_by_optimiser is not closed
 
 
 def test_monitors_log_heldout_metrics_and_never_read_the_test_set(

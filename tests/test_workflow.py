@@ -395,6 +395,22 @@ def test_the_e_step_interval_is_a_setting_of_em_sgd_runs_only() -> None:
     assert grid.run_settings(cfg, "mnist", "glow-sgd-zf196", 0)["train"] == sgd
 
 
+def test_the_gmm_m_step_is_a_setting_of_gmm_em_sgd_runs_only() -> None:
+    """train.gmm_m_step reaches the RUN.yaml of EM-SGD runs with the GMM head only; every other
+    run leaves it out, so setting it retrains no other run (nor a run trained before it)."""
+    cfg = load("cpu")
+    assert cfg["mnist"]["train"]["gmm_m_step"] == "gradient"
+    for variant in ("gmm-em-sgd-clf-zf196", "gmm-em-sgd-zf196"):
+        assert grid.run_settings(cfg, "mnist", variant, 0)["train"]["gmm_m_step"] == "gradient"
+    for variant in ("gmm-sgd-zf196", "glow-em-sgd-zf196", "glow-sgd-zf49"):
+        assert "gmm_m_step" not in grid.run_settings(cfg, "mnist", variant, 0)["train"]
+    paper = load("paper")  # the key left to the code's default (closed form): not recorded
+    assert "gmm_m_step" not in grid.run_settings(paper, "moons", "glow-gmm", 0)["train"]
+    paper["toy"]["train"]["gmm_m_step"] = "gradient"
+    assert grid.run_settings(paper, "moons", "glow-gmm", 0)["train"]["gmm_m_step"] == "gradient"
+    assert "gmm_m_step" not in grid.run_settings(paper, "moons", "glow-glow", 0)["train"]
+
+
 def test_toy_head_settings_override_only_their_head() -> None:
     """toy.head_settings.<h> changes mode / clf_weight / train keys of that head's rows only."""
     cfg = load("quick")

@@ -39,6 +39,10 @@ class TrainConfig:
     mode: Literal["sgd", "em-sgd"] = "sgd"
     # EM-SGD: optimiser steps between E-steps over the unlabelled pool (null = once per epoch)
     estep_every: int | None = None
+    # EM-SGD with the class-Gaussian head (presets *-gmm): how its M-step sets the Gaussians.
+    # closed-form: the responsibility-weighted moments after each E-step, no gradient steps in
+    # between; gradient: gradient steps on the expected complete-data objective, as f_w takes.
+    gmm_m_step: Literal["closed-form", "gradient"] = "closed-form"
     clf_weight: float = 0.0  # weight of L_clf, the cross-entropy of p(y|x) on labelled objects
     batch_size: int = 256
     labelled_fraction: float = 1 / 3  # share of labelled objects in each batch

@@ -41,7 +41,12 @@ from scnf.train.checkpoint import (
     move_aside,
 )
 from scnf.train.config import RunConfig, load_run_config, protocol_view
-from scnf.train.em import compiled_posterior, e_step, hold_out_closed_form_parameters
+from scnf.train.em import (
+    compiled_posterior,
+    e_step,
+    hold_out_closed_form_parameters,
+    uses_closed_form_m_step,
+)
 from scnf.train.objective import semi_supervised_objective
 from scnf.train.optim import make_optimizer, make_scheduler
 
@@ -123,7 +128,8 @@ def train(
     assert sampler.steps_per_epoch == steps_per_epoch
     em = t.mode == "em-sgd"
     estep_every = t.estep_every or steps_per_epoch
-    if em:
+    closed_form = em and uses_closed_form_m_step(model, t.gmm_m_step)
+    if closed_form:
         hold_out_closed_form_parameters(model)  # the class Gaussians: set by the M-step
     optimizer = make_optimizer(model, t)
     scheduler = make_scheduler(optimizer, t, total_steps)
@@ -188,7 +194,9 @@ def train(
                         model.log_joint_all(x)
                 if use_compile and estep_forward is None:
                     estep_forward = compiled_posterior(model, cfg.eval.batch_size)
-                resp = e_step(model, data, cfg.eval.batch_size, forward=estep_forward)
+                resp = e_step(
+                    model, data, cfg.eval.batch_size, m_step=closed_form, forward=estep_forward
+                )
                 _check_finite_resp(resp, step, out_dir)
             r_batch = resp[iu]
         if step_fn is not objective and t.compile_mode == "reduce-overhead":

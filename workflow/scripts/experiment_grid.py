@@ -148,7 +148,8 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
     subset and ``train`` section; the variant name gives preset, mode, L_clf and ``zf_dim``.
     A toy run's head may override ``mode``, ``clf_weight`` and ``train`` keys through
     ``toy.head_settings.<h>`` (e.g. EM-SGD for the GMM head). ``train.estep_every`` is
-    recorded only for EM-SGD runs (null under SGD, where it does nothing).
+    recorded only for EM-SGD runs (null under SGD, where it does nothing), and
+    ``train.gmm_m_step`` only for EM-SGD runs of the GMM head (left out of the others).
     The device is not part of it (it is passed on the command line), so moving a run to another
     device does not invalidate its results.
     """
@@ -174,6 +175,10 @@ def run_settings(config: dict[str, Any], dataset: str, variant: str, seed: int) 
         # An EM-SGD key does nothing under SGD: recorded as null there, so that changing the
         # E-step interval retrains the EM-SGD runs only.
         train["estep_every"] = None
+    if train["mode"] != "em-sgd" or not spec["preset"].endswith("-gmm"):
+        # The GMM head's M-step under EM-SGD: left out of every other run, so that setting
+        # it retrains only the runs it changes (and runs trained before it existed stay current).
+        train.pop("gmm_m_step", None)
     return {
         "name": f"{config['name']}/{dataset}/{variant}/seed{seed}",
         "dataset": dataset,
