@@ -27,7 +27,7 @@ from scnf.model import SCNF
 from scnf.presets import PRESETS, preset_options
 from scnf.train.batches import SemiSupervisedData, load_data
 from scnf.train.checkpoint import load_trained
-from scnf.train.config import NOT_PROTOCOL_KEYS
+from scnf.train.config import ADDED_TRAIN_KEYS, NOT_PROTOCOL_KEYS
 
 EVAL_SEED = 20190505  # dequantisation noise of the test set (fixed across runs and models)
 
@@ -82,15 +82,21 @@ def run_protocol(cfg: Any) -> dict[str, Any]:
 
     ``model.*``: every preset option after overrides (so a changed preset default is a changed
     protocol); ``data.*``: the data subset sizes; ``train.*``: every training setting except
-    ``scnf.train.config.NOT_PROTOCOL_KEYS``. The tables group runs on this and refuse to
-    average runs that differ.
+    ``scnf.train.config.NOT_PROTOCOL_KEYS``, and a key of ``ADDED_TRAIN_KEYS`` at the value
+    runs recorded before it existed were trained with. The tables group runs on this and
+    refuse to average runs that differ.
     """
     model = {**preset_options(cfg.preset), **cfg.model}
     out: dict[str, Any] = {f"model.{k}": _plain(v) for k, v in sorted(model.items())}
     out.update({"data.num_train": cfg.data.num_train, "data.num_test": cfg.data.num_test})
     train = cfg.train.__dict__ if hasattr(cfg.train, "__dict__") else dict(cfg.train)
     out.update(
-        {f"train.{k}": _plain(v) for k, v in sorted(train.items()) if k not in NOT_PROTOCOL_KEYS}
+        {
+            f"train.{k}": _plain(v)
+            for k, v in sorted(train.items())
+            if k not in NOT_PROTOCOL_KEYS
+            and not (k in ADDED_TRAIN_KEYS and v == ADDED_TRAIN_KEYS[k])
+        }
     )
     return out
 

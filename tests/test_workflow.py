@@ -535,6 +535,24 @@ def test_run_records_skip_the_package_non_protocol_keys() -> None:
     train_config = pytest.importorskip("scnf.train.config")
     assert records.NOT_PROTOCOL_KEYS == train_config.NOT_PROTOCOL_KEYS
     assert records.DATA_LOCATION_KEYS == train_config.DATA_LOCATION_KEYS
+    assert records.ADDED_TRAIN_KEYS == train_config.ADDED_TRAIN_KEYS
+    defaults = train_config.TrainConfig()
+    assert all(getattr(defaults, k) == v for k, v in records.ADDED_TRAIN_KEYS.items())
+
+
+def test_a_record_without_an_added_key_reads_as_the_value_it_was_trained_with() -> None:
+    """A run recorded before train.gmm_m_step existed was trained in closed form: current when
+    the config asks for that, changed when it asks for gradient steps."""
+    recorded = {"train": {"mode": "em-sgd", "lr": 1e-3}}
+    same = {"train": {"mode": "em-sgd", "lr": 1e-3, "gmm_m_step": "closed-form"}}
+    assert records.protocol_changes(same, recorded) == []
+    other = {"train": {"mode": "em-sgd", "lr": 1e-3, "gmm_m_step": "gradient"}}
+    assert records.protocol_changes(other, recorded) == [
+        'train.gmm_m_step: "closed-form" -> "gradient"'
+    ]
+    assert records.protocol_changes({"train": {"estep_every": 5}}, recorded) == [
+        "train.estep_every: absent -> 5"
+    ]
 
 
 def test_protocol_changes_name_protocol_keys_only() -> None:

@@ -1,8 +1,9 @@
 """REPORT.md: the replication's tables and figures beside the paper's, with their provenance.
 
-The report only assembles artefacts that earlier steps wrote (table Markdown from
-``scnf.report.tables.write_table``, PNGs from ``scnf.report.figures``); it computes nothing, so a
-number in it can always be traced to a file.
+The report assembles artefacts that earlier steps wrote (table Markdown from
+``scnf.report.tables.write_table``, PNGs from ``scnf.report.figures``, the claims). The only
+figures it derives are the training-cost sums, and those from ``runs.csv``
+(``scnf.report.runs.training_cost``), so a number in it can always be traced to a file.
 """
 
 from __future__ import annotations

@@ -79,6 +79,11 @@ NOT_PROTOCOL_KEYS = frozenset(
     {"progress", "device", "checkpoint_every", "monitor_every", "monitor_every_steps",
      "monitor_size", "compile", "compile_mode"}
 )  # fmt: skip
+# Train keys added after runs had been recorded, with the value those runs were trained with
+# (the key's default): at that value a key is left out of a run's protocol, and a record
+# without it reads as that value, so that runs recorded before and after the key existed
+# compare equal and no committed run looks changed.
+ADDED_TRAIN_KEYS: dict[str, Any] = {"gmm_m_step": "closed-form"}
 # Data keys that say where the data come from, not which data: the subset sizes are protocol.
 DATA_LOCATION_KEYS = frozenset({"dir", "download"})
 

@@ -33,6 +33,9 @@ NOT_PROTOCOL_KEYS = frozenset(
     {"progress", "device", "checkpoint_every", "monitor_every", "monitor_every_steps",
      "monitor_size", "compile", "compile_mode"}
 )  # fmt: skip
+# Train keys added after runs had been recorded, with the value those runs were trained with: a
+# record without the key reads as that value (a copy of scnf.train.config.ADDED_TRAIN_KEYS).
+ADDED_TRAIN_KEYS = {"gmm_m_step": "closed-form"}
 DATA_LOCATION_KEYS = frozenset({"dir", "download"})
 # Sections compared as a whole: the model overrides (a dropped override changes the model).
 WHOLE_SECTIONS = frozenset({"model"})
@@ -85,7 +88,8 @@ def protocol_changes(expected: dict[str, Any], recorded: dict[str, Any]) -> list
         if isinstance(exp, dict) and path and path[-1] not in WHOLE_SECTIONS:
             rec = rec if isinstance(rec, dict) else {}
             for key, value in exp.items():
-                walk(value, rec.get(key, _MISSING), (*path, str(key)))
+                sub = (*path, str(key))
+                walk(value, rec.get(key, _added_default(sub)), sub)
         elif path and _is_protocol(path) and not _same(exp, rec):
             shown = "absent" if rec is _MISSING else json.dumps(rec)
             out.append(f"{'.'.join(path)}: {shown} -> {json.dumps(exp)}")
@@ -96,6 +100,13 @@ def protocol_changes(expected: dict[str, Any], recorded: dict[str, Any]) -> list
 
 
 _MISSING = object()
+
+
+def _added_default(path: tuple[str, ...]) -> Any:
+    """What a record without the key at ``path`` was trained with (see ``ADDED_TRAIN_KEYS``)."""
+    if len(path) == 2 and path[0] == "train" and path[1] in ADDED_TRAIN_KEYS:
+        return ADDED_TRAIN_KEYS[path[1]]
+    return _MISSING
 
 
 def _same(a: Any, b: Any) -> bool:
