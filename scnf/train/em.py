@@ -57,9 +57,8 @@ def has_closed_form_head(model: SCNF) -> bool:
 
 
 def uses_closed_form_m_step(model: SCNF, gmm_m_step: str) -> bool:
-    """True when EM-SGD sets this model's head in closed form (``train.gmm_m_step``)."""
-    if gmm_m_step not in ("closed-form", "gradient"):
-        raise ValueError(f"train.gmm_m_step: {gmm_m_step!r} is not 'closed-form' or 'gradient'")
+    """True when EM-SGD sets this model's head in closed form (``train.gmm_m_step``, whose
+    values the run config has already checked)."""
     return has_closed_form_head(model) and gmm_m_step == "closed-form"
 
 
