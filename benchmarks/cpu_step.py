@@ -7,8 +7,10 @@ wall time:
 * ``eager-plain``: the layers as they were before the CPU work (masked couplings that
   multiply zeros, P @ L @ U, h_phi's class-free first layers run for every class);
 * ``eager-fast``: channel-split couplings (``AffineCoupling.split_channels``), the LU
-  permutation as a gather (``InvertibleLinear.gather_permutation``), h_phi's class-free first
-  layers once per object (``ConditionalGlow.share_class_free_layers``);
+  permutation as a gather (``InvertibleLinear.gather_permutation``), the LU factors applied
+  in turn to batches of fewer rows than channels (``InvertibleLinear.factors_for_few_rows``:
+  h_phi at z_f 784), h_phi's class-free first layers once per object
+  (``ConditionalGlow.share_class_free_layers``);
 * ``compiled-fast``: the same under ``torch.compile`` (inductor's C++ backend on the CPU).
 
 Before timing, one step of every variant on the same batch checks that the losses agree
@@ -56,6 +58,7 @@ SIZES: dict[str, dict[str, Any]] = {
 FAST_SWITCHES = (
     (AffineCoupling, "split_channels"),
     (InvertibleLinear, "gather_permutation"),
+    (InvertibleLinear, "factors_for_few_rows"),
     (ConditionalGlow, "share_class_free_layers"),
 )
 # One core of the benchmark machine: AMD EPYC Zen 3 at 2.45 GHz, AVX2, two 256-bit FMA units:

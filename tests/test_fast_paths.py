@@ -1,9 +1,9 @@
 """The CPU fast paths give the numbers of the plain layers (benchmarks/cpu_step.py times them).
 
-Three switches, each a class attribute that defaults to the fast path:
-``AffineCoupling.split_channels``, ``InvertibleLinear.gather_permutation`` and
-``ConditionalGlow.share_class_free_layers``. The contract suite (test_layers.py) runs on the
-fast paths; here each is compared with its plain version on the same weights.
+Four switches, each a class attribute that defaults to the fast path:
+``AffineCoupling.split_channels``, ``InvertibleLinear.gather_permutation``,
+``InvertibleLinear.factors_for_few_rows`` and ``ConditionalGlow.share_class_free_layers``.
+The contract suite (test_layers.py) runs on the fast paths; here each is compared with its plain version on the same weights.
 """
 
 from __future__ import annotations
@@ -88,6 +88,29 @@ def test_gathered_permutation_is_bit_identical() -> None:
     assert torch.equal(plain, fast)
 
 
+@pytest.mark.parametrize("rows", [5, 37, 60], ids=["few-rows", "square", "many-rows"])
+def test_factors_applied_to_few_rows_give_the_built_weight(rows) -> None:
+    """Fewer rows than channels: x U^T L^T, permuted; the map, log-det and grads of x W^T."""
+    torch.manual_seed(0)
+    layer = InvertibleLinear(37).double()
+    perturb_(layer, 0.1)
+    x = torch.randn(rows, 37, dtype=torch.float64, requires_grad=True)
+    out = {}
+    for fast in (False, True):
+        with switch(InvertibleLinear, "factors_for_few_rows", fast):
+            layer.zero_grad()
+            x.grad = None
+            z, ld = layer(x)
+            (z.sin().sum() + ld.sum()).backward()
+            out[fast] = (z.detach(), ld.detach(), x.grad.clone(), _grads(layer))
+    for a, b in zip(out[False][:3], out[True][:3]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    for name, g in out[False][3].items():
+        torch.testing.assert_close(g, out[True][3][name], rtol=1e-10, atol=1e-12, msg=name)
+    back, _ = layer.inverse(out[True][0])
+    torch.testing.assert_close(back, x.detach(), rtol=1e-10, atol=1e-10)
+
+
 def test_shared_class_free_layers_give_the_plain_joint() -> None:
     torch.manual_seed(0)
     head = ConditionalGlow(12, 4, num_steps=3, hidden=16).double()
@@ -126,7 +149,7 @@ def test_actnorm_init_is_unchanged_by_the_shared_path() -> None:
 
 
 def test_model_loss_fast_vs_plain_float32() -> None:
-    """All three switches together on a small MNIST model: the loss within 1e-5 relative."""
+    """All four switches together on a small MNIST model: the loss within 1e-5 relative."""
     torch.manual_seed(0)
     model = make_model("mnist-glow", steps_per_level=2, hidden=16, head_steps=2, head_hidden=32)
     x = torch.rand(12, 1, 28, 28)
@@ -139,6 +162,7 @@ def test_model_loss_fast_vs_plain_float32() -> None:
             for cls, name in (
                 (AffineCoupling, "split_channels"),
                 (InvertibleLinear, "gather_permutation"),
+                (InvertibleLinear, "factors_for_few_rows"),
                 (ConditionalGlow, "share_class_free_layers"),
             ):
                 stack.enter_context(switch(cls, name, fast))

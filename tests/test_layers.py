@@ -31,6 +31,8 @@ def _cases() -> dict[str, tuple[Callable[[], torch.nn.Module], tuple[int, ...], 
         "actnorm-vec": (lambda: ActNorm(3), (3,), False),
         "actnorm-img": (lambda: ActNorm(2), (2, 4, 4), False),
         "invconv-vec": (lambda: InvertibleLinear(3), (3,), False),
+        # more channels than the 5 rows: the factors are applied in turn (factors_for_few_rows)
+        "invconv-vec-wide": (lambda: InvertibleLinear(8), (8,), False),
         "invconv-img": (lambda: InvertibleLinear(4), (4, 2, 2), False),
         "invconv-1ch": (lambda: InvertibleLinear(1), (1, 4, 4), False),
         "coupling-vec": (lambda: AffineCoupling(channel_mask((3,), 0), MLP(3, 6, 8)), (3,), False),

@@ -20,6 +20,10 @@ class InvertibleLinear(Flow):
     """
 
     gather_permutation = True  # False: the plain P @ L @ U (benchmarks compare the two)
+    # On a batch of fewer vectors than channels (h_phi at z_f 784: 64 or 640 rows of 784),
+    # apply U, then L, to the rows instead of building W = L U: 4 B C^2 FLOPs instead of
+    # 2 C^3 + 2 B C^2, the same map. False: always build W (benchmarks compare the two).
+    factors_for_few_rows = True
 
     def __init__(self, num_channels: int, generator: torch.Generator | None = None):
         super().__init__()
@@ -37,7 +41,8 @@ class InvertibleLinear(Flow):
         self.upper = nn.Parameter(upper.T[rows, cols].float())
         self.log_s = nn.Parameter(torch.log(torch.abs(s)).float())
 
-    def weight(self) -> Tensor:
+    def factors(self) -> tuple[Tensor, Tensor]:
+        """(L, U + diag(s)) as dense C x C matrices; W = P L U."""
         c = self.log_s.shape[0]
         idx = (self.tril_rows, self.tril_cols)
         lower = torch.eye(c, device=self.log_s.device, dtype=self.log_s.dtype)
@@ -45,6 +50,10 @@ class InvertibleLinear(Flow):
         upper = torch.diag(self.sign_s * self.log_s.exp()).index_put(
             (self.tril_cols, self.tril_rows), self.upper
         )
+        return lower, upper
+
+    def weight(self) -> Tensor:
+        lower, upper = self.factors()
         if self.gather_permutation:
             # P @ M as a row gather: the same numbers (P holds one 1 per row), one C^3 matmul less.
             return (lower @ upper)[self.perm.argmax(dim=1)]
@@ -62,7 +71,12 @@ class InvertibleLinear(Flow):
         # Never autocast to bf16: log|det W| = sum(log|s|) is exact only for the map actually
         # applied to the data, so W and W x stay in the data's precision.
         with torch.autocast(x.device.type, enabled=False):
-            z = self._mix(self.weight().to(x.dtype), x)
+            if self.factors_for_few_rows and x.dim() == 2 and x.shape[0] < x.shape[1]:
+                # x W^T = ((x U^T) L^T) P^T: P^T permutes columns, (P M)[i] = M[perm[i]].
+                lower, upper = (m.to(x.dtype) for m in self.factors())
+                z = ((x @ upper.T) @ lower.T)[:, self.perm.argmax(dim=1)]
+            else:
+                z = self._mix(self.weight().to(x.dtype), x)
         logdet = (self.log_s.sum() * spatial_size(x)).expand(x.shape[0])
         return z, logdet
 
