@@ -84,8 +84,14 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         InvertibleLinear.factors_for_few_rows = default
     if args.out:
-        write_json(args.out, {"results": results, "threads": args.threads,
-                              "provenance": collect(vars(args) | {"out": str(args.out)}, 0.0)})
+        write_json(
+            args.out,
+            {
+                "results": results,
+                "threads": args.threads,
+                "provenance": collect(vars(args) | {"out": str(args.out)}, 0.0),
+            },
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Four switches, each a class attribute that defaults to the fast path:
 ``AffineCoupling.split_channels``, ``InvertibleLinear.gather_permutation``,
 ``InvertibleLinear.factors_for_few_rows`` and ``ConditionalGlow.share_class_free_layers``.
-The contract suite (test_layers.py) runs on the fast paths; here each is compared with its plain version on the same weights.
+The contract suite (test_layers.py) runs on the fast paths; here each is compared with its
+plain version on the same weights.
 """
 
 from __future__ import annotations
